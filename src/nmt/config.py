@@ -1,0 +1,170 @@
+"""Structured configs: the schema every Hydra config group is validated against."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+
+def project_root() -> Path:
+    """The repository root for an editable install (where data/ and outputs/ live), else the cwd."""
+    if "NMT_ROOT" in os.environ:
+        return Path(os.environ["NMT_ROOT"]).resolve()
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").exists() else Path.cwd().resolve()
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    data_dir: str = MISSING
+    corpora_dir: str = MISSING
+    cache_dir: str = MISSING
+    log_dir: str = MISSING
+
+
+@dataclass
+class TokenizerConfig:
+    type: str = "unigram"  # unigram | bpe
+    vocab_size: int = 8000
+    joint: bool = True
+    model: Any = None  # an existing SentencePiece model: a path, or [src_path, tgt_path]
+    character_coverage: float = 1.0
+    byte_fallback: bool = True
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    src_lang: str = MISSING
+    tgt_lang: str = MISSING
+    train: Any = MISSING  # a TSV file, or [src_file, tgt_file]; plain or .gz
+    dev: Any = None  # None: split dev off train (seeded)
+    test: Any = None  # None: split test off train (seeded)
+    src_column: int = 0  # TSV columns: swap them to reverse the direction
+    tgt_column: int = 1
+    split_seed: int = 1
+    dev_size: int = 1000
+    test_size: int = 1000
+    max_train_pairs: Optional[int] = None  # keep a seeded subset of train (quick runs)
+    max_len: int = 64  # training pairs longer than this (tokens, either side) are dropped
+    lowercase: bool = False
+    cache_dir: str = "${paths.cache_dir}"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+
+@dataclass
+class LSTMAttnConfig:
+    name: str = "lstm_attn"
+    embed_dim: int = 256
+    hidden_size: int = 256  # decoder size; a bidirectional encoder uses hidden_size // 2 per direction
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    bidirectional: bool = True
+    attention: str = "general"  # dot | general | bahdanau
+    dropout: float = 0.2
+    forget_bias: float = 1.0
+    tie_target_embeddings: bool = False
+
+
+@dataclass
+class SearchConfig:
+    beam_size: int = 1
+    length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
+    max_len_a: float = 1.5  # output length <= a * source length + b tokens
+    max_len_b: int = 10
+    batch_size: int = 64  # sentences per decoding batch
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-9
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    scheduler: str = "inverse_sqrt"  # constant | inverse_sqrt | linear | cosine (each after warm-up)
+    warmup_steps: int = 200
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: Optional[int] = None  # stop after this many optimizer steps (wins over max_epochs)
+    max_tokens: int = 4096  # token budget of one batch, padding included
+    max_sentences: Optional[int] = None
+    eval_every: int = 1000  # steps; evaluation also runs at each epoch end
+    log_every: int = 50
+    clip_grad_norm: Optional[float] = 1.0
+    label_smoothing: float = 0.1
+    early_stopping_patience: Optional[int] = None  # evaluations without a better dev BLEU
+    dev_max_sentences: Optional[int] = 500  # dev sentences decoded per evaluation (None: all)
+    num_samples: int = 3  # dev translations shown per evaluation
+    device: str = "auto"  # auto | cpu | cuda
+    resume: Optional[str] = None  # run directory or checkpoint
+    deterministic: bool = False
+    progress_bar: bool = True
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    data: DataConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    optim: OptimConfig = MISSING
+    paths: PathsConfig = MISSING
+    seed: int = 1234
+
+
+@dataclass
+class EvalConfig(SearchConfig):
+    ckpt: str = MISSING
+    split: str = "test"  # dev | test: a split of the checkpoint's data config
+    src: Optional[str] = None  # or explicit files (then `split` is ignored)
+    ref: Optional[str] = None
+    out: Optional[str] = None  # directory for hypotheses and scores (default: <run>/eval)
+    beam_size: int = 5
+    device: str = "auto"
+    paths: PathsConfig = MISSING
+
+
+@dataclass
+class TranslateConfig(SearchConfig):
+    ckpt: Optional[str] = None  # None: the newest best.pt under paths.log_dir
+    beam_size: int = 5
+    device: str = "auto"
+    paths: PathsConfig = MISSING
+
+
+MODEL_SCHEMAS = {"lstm_attn": LSTMAttnConfig}
+
+
+def register_configs() -> None:
+    """Store the schemas so that config files can name them in their defaults lists."""
+    OmegaConf.register_new_resolver("nmt_root", lambda: str(project_root()), replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="translate_schema", node=TranslateConfig)
+    cs.store(group="paths", name="paths_schema", node=PathsConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="optim", name="optim_schema", node=OptimConfig)
+    for name, schema in MODEL_SCHEMAS.items():
+        cs.store(group="model", name=f"{name}_schema", node=schema)
+
+
+def model_config(cfg: Any) -> Any:
+    """Re-validate a model config (e.g. one read from a checkpoint) against its schema."""
+    name = cfg["name"]
+    if name not in MODEL_SCHEMAS:
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(MODEL_SCHEMAS)}")
+    return OmegaConf.merge(OmegaConf.structured(MODEL_SCHEMAS[name]), cfg)

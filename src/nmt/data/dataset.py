@@ -1,0 +1,175 @@
+"""Token-id corpora: packed id arrays, their cache, and prepare_data, which builds every split of a config."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from nmt.config import DataConfig
+from nmt.data.corpus import CorpusError, Example, filter_pairs, read_corpus, split_corpus
+from nmt.data.tokenizer import Tokenizer, build_tokenizer, write_atomic
+
+
+@dataclass
+class TokenizedCorpus:
+    """Sentence i's ids are src[src_offsets[i]:src_offsets[i + 1]] (likewise tgt); no bos/eos stored."""
+
+    src: np.ndarray  # (total_src_tokens,) int32
+    src_offsets: np.ndarray  # (n + 1,) int64
+    tgt: np.ndarray  # (total_tgt_tokens,) int32
+    tgt_offsets: np.ndarray  # (n + 1,) int64
+
+    def __len__(self) -> int:
+        return len(self.src_offsets) - 1
+
+    def src_lengths(self) -> np.ndarray:
+        """(n,) int64 source lengths in tokens."""
+        return np.diff(self.src_offsets)
+
+    def tgt_lengths(self) -> np.ndarray:
+        """(n,) int64 target lengths in tokens."""
+        return np.diff(self.tgt_offsets)
+
+    def src_ids(self, i: int) -> np.ndarray:
+        """(src_len,) int32 ids of source sentence i (a view)."""
+        return self.src[self.src_offsets[i] : self.src_offsets[i + 1]]
+
+    def tgt_ids(self, i: int) -> np.ndarray:
+        """(tgt_len,) int32 ids of target sentence i (a view)."""
+        return self.tgt[self.tgt_offsets[i] : self.tgt_offsets[i + 1]]
+
+    def select(self, indices) -> TokenizedCorpus:
+        """A new corpus of the sentences at `indices` ((k,) ints), in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        src, src_offsets = _take(self.src, self.src_offsets, indices)
+        tgt, tgt_offsets = _take(self.tgt, self.tgt_offsets, indices)
+        return TokenizedCorpus(src, src_offsets, tgt, tgt_offsets)
+
+
+def pack(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ids (total,) int32 and offsets (n + 1,) int64."""
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), out=offsets[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def _take(flat: np.ndarray, offsets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.diff(offsets)[indices]
+    new_offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    # Position j of the output reads flat[start of its sentence + j - new start of that sentence].
+    shift = np.repeat(offsets[indices] - new_offsets[:-1], lengths)
+    return flat[shift + np.arange(new_offsets[-1])], new_offsets
+
+
+def _rows(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """Per-sentence views of packed ids; np.split alone would return one empty row for an empty corpus."""
+    return np.split(flat, offsets[1:-1]) if len(offsets) > 1 else []
+
+
+def _texts_key(examples: list[Example], tokenizer: Tokenizer) -> str:
+    digest = hashlib.sha256(tokenizer.fingerprint.encode())
+    digest.update(str(len(examples)).encode())
+    # Normalised texts hold no tab or newline, so these separators keep the encoding unambiguous.
+    digest.update("\n".join(f"{e.src}\t{e.tgt}" for e in examples).encode("utf-8"))
+    return digest.hexdigest()[:20]
+
+
+def encode_corpus(examples: list[Example], tokenizer: Tokenizer, cache_dir: str | Path) -> TokenizedCorpus:
+    """Encode the pairs, or load them from cache_dir/ids-<key>.npz (key: tokenizer fingerprint and texts)."""
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"ids-{_texts_key(examples, tokenizer)}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as arrays:
+            return TokenizedCorpus(**{name: arrays[name] for name in arrays.files})
+    src, src_offsets = pack(tokenizer.encode_src([e.src for e in examples]))
+    tgt, tgt_offsets = pack(tokenizer.encode_tgt([e.tgt for e in examples]))
+    corpus = TokenizedCorpus(src, src_offsets, tgt, tgt_offsets)
+    buffer = io.BytesIO()
+    np.savez(buffer, src=src, src_offsets=src_offsets, tgt=tgt, tgt_offsets=tgt_offsets)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buffer.getvalue())
+    return corpus
+
+
+@dataclass
+class PreparedData:
+    tokenizer: Tokenizer
+    splits: dict[str, TokenizedCorpus]  # "train", "dev", "test", after filtering
+    texts: dict[str, list[Example]]  # the kept pairs' normalised texts, aligned with splits (BLEU references)
+    stats: dict  # per split {read, empty, too_long, kept}; split_seed, max_train_pairs, vocab sizes
+
+
+def read_splits(cfg: DataConfig) -> dict[str, list[Example]]:
+    """train/dev/test pairs: given files, or a seeded split of train for the ones not given."""
+
+    def read(spec):
+        return read_corpus(spec, cfg.src_column, cfg.tgt_column, cfg.lowercase)
+
+    train = read(cfg.train)
+    dev = read(cfg.dev) if cfg.dev is not None else None
+    test = read(cfg.test) if cfg.test is not None else None
+    if dev is None or test is None:
+        dev_size = cfg.dev_size if dev is None else 0
+        test_size = cfg.test_size if test is None else 0
+        train, split_dev, split_test = split_corpus(
+            train, dev_size, test_size, cfg.split_seed, name=str(cfg.train)
+        )
+        dev = split_dev if dev is None else dev
+        test = split_test if test is None else test
+    return {"train": train, "dev": dev, "test": test}
+
+
+def _subsample(train: list[Example], max_pairs: int | None, seed: int) -> list[Example]:
+    if max_pairs is not None and max_pairs < 1:
+        raise CorpusError(f"data.max_train_pairs={max_pairs}: must be positive — or null to use all pairs")
+    if max_pairs is None or max_pairs >= len(train):
+        return train
+    keep = sorted(random.Random(seed).sample(range(len(train)), max_pairs))
+    return [train[i] for i in keep]
+
+
+def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
+    """Read, split, subsample, tokenize, encode and filter the corpus that `cfg` describes."""
+    if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "train"):
+        raise CorpusError("data.train: not set — give a TSV file or [src_file, tgt_file]")
+    cache_dir = Path(cfg.cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    texts = read_splits(cfg)
+    available = len(texts["train"])
+    texts["train"] = _subsample(texts["train"], cfg.max_train_pairs, cfg.split_seed)
+    tokenizer = build_tokenizer(cfg.tokenizer, texts["train"], cache_dir, log)
+    stats: dict = {
+        "split_seed": cfg.split_seed,
+        "max_train_pairs": cfg.max_train_pairs,
+        "src_vocab_size": tokenizer.src_vocab_size,
+        "tgt_vocab_size": tokenizer.tgt_vocab_size,
+    }
+    splits = {}
+    for name, examples in texts.items():
+        corpus = encode_corpus(examples, tokenizer, cache_dir)
+        max_len = cfg.max_len if name == "train" else None
+        kept, counts = filter_pairs(
+            _rows(corpus.src, corpus.src_offsets), _rows(corpus.tgt, corpus.tgt_offsets), max_len
+        )
+        splits[name] = corpus.select(kept)
+        texts[name] = [examples[i] for i in kept]
+        stats[name] = {"read": len(examples), **counts}
+        sampled = f" (sampled from {available})" if name == "train" and available > len(examples) else ""
+        too_long = f", {counts['too_long']} longer than {max_len} tokens" if max_len is not None else ""
+        empty = f", {counts['empty']} empty"
+        log(f"data {name}: {len(examples)} pairs{sampled}{empty}{too_long}, {counts['kept']} kept")
+    if not texts["train"]:
+        raise CorpusError(
+            f"{cfg.train}: no training pairs left after filtering ({stats['train']}) — raise data.max_len"
+            " or check the corpus"
+        )
+    return PreparedData(tokenizer=tokenizer, splits=splits, texts=texts, stats=stats)

@@ -1,0 +1,45 @@
+"""Shared fixtures: configs composed with hydra.compose on the toy corpus, and a tiny model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from nmt.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A model small enough to train in seconds on a CPU.
+TINY_MODEL = [
+    "model.embed_dim=32",
+    "model.hidden_size=64",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "model.dropout=0.0",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tokenizer and id caches of the test session live in a temporary directory, not the repository."""
+    os.environ["NMT_CACHE_DIR"] = str(tmp_path_factory.mktemp("nmt-cache"))
+    register_configs()
+
+
+def compose_config(name: str, overrides: list[str]):
+    with initialize_config_module("nmt.configs", version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+@pytest.fixture
+def toy_cfg(tmp_path):
+    """A train config on the toy corpus with the tiny model; call it with extra overrides."""
+
+    def make(*overrides: str):
+        base = ["data=toy", *TINY_MODEL, f"paths.log_dir={tmp_path}/outputs", "trainer.progress_bar=false"]
+        return compose_config("train", [*base, *overrides])
+
+    return make
