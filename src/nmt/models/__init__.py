@@ -1,0 +1,29 @@
+"""Model registry: build any architecture from its config by name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from nmt.models.init import xavier_init
+from nmt.models.lstm_attn import LSTMAttention
+
+MODELS = {"lstm_attn": LSTMAttention}
+
+
+def build_model(cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int) -> nn.Module:
+    """Instantiate the model named by cfg.name (only nmt's own classes, whatever the config says)."""
+    if cfg.name not in MODELS:
+        raise ValueError(f"unknown model '{cfg.name}'; known: {', '.join(MODELS)}")
+    model = MODELS[cfg.name](cfg, src_vocab_size, tgt_vocab_size, pad_id)
+    xavier_init(model, forget_bias=cfg.get("forget_bias", 1.0))
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def describe(model: nn.Module, cfg) -> str:
+    """One line naming the architecture and its settings."""
+    settings = ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "name")
+    return f"{cfg.name}({settings})"

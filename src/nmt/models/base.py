@@ -1,0 +1,44 @@
+"""The seq2seq interface that training, search and evaluation rely on, for every architecture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class EncoderOut:
+    """What the decoder attends to.
+
+    memory: (batch, src_len, dim) encoder outputs
+    mask:   (batch, src_len) bool, True at real (non-pad) positions
+    keys:   (batch, src_len, key_dim) attention keys computed once per sentence, or None
+    final:  the encoder's final recurrent state (layers, batch, hidden), for models that start from it
+    """
+
+    memory: torch.Tensor
+    mask: torch.Tensor
+    keys: Optional[torch.Tensor] = None
+    final: Optional[LSTMState] = None
+
+    def reorder(self, index: torch.Tensor) -> EncoderOut:
+        """Select batch entries by index: beam search uses it to give every beam its sentence."""
+        return EncoderOut(
+            self.memory.index_select(0, index),
+            self.mask.index_select(0, index),
+            None if self.keys is None else self.keys.index_select(0, index),
+            None if self.final is None else self.final.reorder(index),
+        )
+
+
+@dataclass
+class LSTMState:
+    """Recurrent decoder state. h, c: (layers, batch, hidden)."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+
+    def reorder(self, index: torch.Tensor) -> LSTMState:
+        return LSTMState(self.h.index_select(1, index), self.c.index_select(1, index))

@@ -1,0 +1,1 @@
+"""Training: the loop, loss, optimizers and schedules, checkpoints."""
