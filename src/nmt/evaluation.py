@@ -1,0 +1,72 @@
+"""Metrics: sacreBLEU and chrF with their signatures, teacher-forced loss, perplexity and token accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+
+from nmt.data.batching import TokenBatchSampler, collate
+from nmt.decoding import translate_ids
+from nmt.training.loss import sequence_loss
+
+
+def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
+    """Detokenized hypotheses vs one reference each -> BLEU and chrF with sacreBLEU signatures."""
+    bleu, chrf = BLEU(), CHRF()
+    bleu_score = bleu.corpus_score(hypotheses, [references])
+    chrf_score = chrf.corpus_score(hypotheses, [references])
+    bleu_signature, chrf_signature = str(bleu.get_signature()), str(chrf.get_signature())
+    return {
+        "bleu": bleu_score.score,
+        "chrf": chrf_score.score,
+        "bleu_signature": bleu_signature,
+        "chrf_signature": chrf_signature,
+        # sacreBLEU's own report lines, e.g. "BLEU|nrefs:1|...|version:2.6.0 = 35.2 66.1/41.0/27.3/18.6 (BP = ...)"
+        "bleu_line": bleu_score.format(signature=bleu_signature),
+        "chrf_line": chrf_score.format(signature=chrf_signature),
+    }
+
+
+def perplexity(nll_per_token: float) -> float:
+    return math.exp(min(nll_per_token, 100.0))  # capped: an untrained model's exp would overflow
+
+
+@torch.no_grad()
+def teacher_forced_metrics(model, corpus, specials, max_tokens: int, device) -> dict:
+    """Loss (NLL per token, no smoothing), perplexity and token accuracy with gold previous tokens."""
+    model.eval()
+    sampler = TokenBatchSampler(corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, shuffle=False)
+    nll = torch.zeros((), device=device)
+    tokens = torch.zeros((), device=device, dtype=torch.long)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for indices in sampler.batches(0):
+        batch = collate(corpus, indices, specials).to(device)
+        out = sequence_loss(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, specials.pad)
+        nll += out.nll_sum
+        tokens += out.n_tokens
+        correct += out.n_correct
+    n = max(int(tokens), 1)
+    loss = float(nll) / n
+    return {"loss": loss, "ppl": perplexity(loss), "acc": float(correct) / n, "tokens": int(tokens)}
+
+
+def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None) -> dict:
+    """Teacher-forced metrics and decoded BLEU/chrF on (the first `max_sentences` of) a prepared split.
+
+    Returns the metrics plus "sources", "hypotheses" and "references" (detokenized text).
+    """
+    corpus = data.splits[split]
+    examples = data.texts[split]
+    n = len(corpus) if max_sentences is None else min(len(corpus), max_sentences)
+    if n < len(corpus):
+        corpus = corpus.select(range(n))
+    specials = data.tokenizer.specials
+    metrics = teacher_forced_metrics(model, corpus, specials, max_tokens, device)
+    outputs = translate_ids(model, [corpus.src_ids(i) for i in range(n)], specials, search_cfg, device)
+    hypotheses = [data.tokenizer.decode_tgt(ids) for ids in outputs]
+    references = [ex.tgt for ex in examples[:n]]
+    metrics.update(corpus_scores(hypotheses, references))
+    metrics.update(sources=[ex.src for ex in examples[:n]], hypotheses=hypotheses, references=references)
+    return metrics

@@ -1,0 +1,46 @@
+"""Optimizers and learning-rate schedules (linear warm-up, then constant, inverse-sqrt, linear or cosine)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nmt.errors import UserError
+
+
+def build_optimizer(cfg, params) -> torch.optim.Optimizer:
+    """cfg: an OptimConfig."""
+    params = [p for p in params if p.requires_grad]
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise UserError(f"optim.name={cfg.name} is unknown: choose adam, adamw or sgd")
+
+
+def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate after `step` optimizer steps."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    if kind == "inverse_sqrt":
+        return max(min_ratio, math.sqrt(max(warmup, 1) / (step + 1)))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if kind == "linear":
+        return 1.0 - (1.0 - min_ratio) * progress
+    if kind == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise UserError(f"optim.scheduler={kind} is unknown: choose constant, inverse_sqrt, linear or cosine")
+
+
+def build_scheduler(cfg, optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule; its state (the step count) is saved with the optimizer's in checkpoints."""
+    lr_factor(cfg.warmup_steps, cfg.scheduler, cfg.warmup_steps, total_steps, 0.0)  # reject an unknown kind now
+    min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, cfg.scheduler, cfg.warmup_steps, total_steps, min_ratio)
+    )

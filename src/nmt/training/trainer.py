@@ -1,0 +1,327 @@
+"""The training loop: batches, loss, clipping, optimizer and schedule, evaluation, checkpoints, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from nmt.data import TokenBatchSampler, collate, prepare_data
+from nmt.evaluation import evaluate_split, perplexity
+from nmt.models import build_model, count_parameters, describe
+from nmt.training.checkpoint import (
+    CheckpointError,
+    copy_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from nmt.training.loss import sequence_loss
+from nmt.training.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("nmt.train")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in last.pt so that a resumed run continues exactly here."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already trained on
+    best_bleu: float = -1.0
+    bad_evals: int = 0  # evaluations since dev BLEU last improved
+    last_eval_step: int = -1
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+class _Meter:
+    """Sums of the training metrics between two log lines, kept on the device until they are read."""
+
+    def __init__(self, device):
+        self.device = device
+        self.reset()
+
+    def reset(self):
+        self.loss = torch.zeros((), device=self.device)
+        self.nll = torch.zeros((), device=self.device)
+        self.tokens = torch.zeros((), device=self.device, dtype=torch.long)
+        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.grad_norm = torch.zeros((), device=self.device)
+        self.clipped = torch.zeros((), device=self.device)
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, out, grad_norm, clip):
+        self.loss += out.loss.detach()
+        self.nll += out.nll_sum
+        self.tokens += out.n_tokens
+        self.correct += out.n_correct
+        self.grad_norm += grad_norm
+        if clip is not None:
+            self.clipped += (grad_norm > clip).float()
+        self.steps += 1
+
+    def read(self) -> dict:
+        tokens = max(int(self.tokens), 1)
+        elapsed = time.perf_counter() - self.start
+        nll = float(self.nll) / tokens
+        return {
+            "loss": float(self.loss) / self.steps,
+            "ppl": perplexity(nll),
+            "token_acc": float(self.correct) / tokens,
+            "grad_norm": float(self.grad_norm) / self.steps,
+            "clip_rate": float(self.clipped) / self.steps,
+            "tokens_per_sec": tokens / elapsed,
+            "sec_per_step": elapsed / self.steps,
+        }
+
+
+def _format_eta(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+class Trainer:
+    """Owns one run: call fit() to train, evaluate and test. cfg is a validated TrainConfig."""
+
+    def __init__(self, cfg, run_dir):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        tcfg = cfg.trainer
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        if tcfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        self.device = resolve_device(tcfg.device)
+        self.data = prepare_data(cfg.data, log=log.info)
+        self.tokenizer = self.data.tokenizer
+        self.specials = self.tokenizer.specials
+        self.train_set = self.data.splits["train"]
+        self.model = build_model(
+            cfg.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size, self.specials.pad
+        ).to(self.device)
+        self.sampler = TokenBatchSampler(
+            self.train_set.src_lengths(),
+            self.train_set.tgt_lengths(),
+            tcfg.max_tokens,
+            tcfg.max_sentences,
+            shuffle=True,
+            seed=cfg.seed,
+        )
+        self.total_steps = tcfg.max_steps or tcfg.max_epochs * len(self.sampler)
+        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps)
+        self.progress = Progress()
+        if tcfg.resume:
+            self._resume(tcfg.resume)
+        self.writer = SummaryWriter(str(self.run_dir / "tb"))
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+
+    def _payload(self, with_train_state: bool) -> dict:
+        payload = {
+            "model": self.model.state_dict(),
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "tokenizer": self.tokenizer.state(),
+            "specials": asdict(self.specials),
+        }
+        if with_train_state:
+            rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.cuda.get_rng_state_all()
+            payload["train_state"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "progress": asdict(self.progress),
+                "rng": rng,
+            }
+        return payload
+
+    def _resume(self, spec: str) -> None:
+        path = resolve_checkpoint(spec, "last.pt")
+        ckpt = load_checkpoint(path)
+        if "train_state" not in ckpt:
+            raise CheckpointError(f"{path}: holds weights only, no training state — resume from last.pt")
+        if ckpt["config"]["model"] != OmegaConf.to_container(self.cfg.model, resolve=True):
+            raise CheckpointError(f"{path}: trained with another model config — resume with the same model=... options")
+        if ckpt["tokenizer"] != self.tokenizer.state():
+            raise CheckpointError(f"{path}: its vocabulary differs from this data config's — resume with the same data")
+        state = ckpt["train_state"]
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if (path.parent / "best.pt").is_file() and path.parent != self.ckpt_dir:
+            copy_checkpoint(path.parent / "best.pt", self.ckpt_dir / "best.pt")  # this run holds its best so far
+        log.info("resumed from %s at step %d (epoch %d)", path, self.progress.step, self.progress.epoch + 1)
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+
+    def _evaluate(self) -> bool:
+        """Dev metrics, samples, best/last checkpoints. Returns True when early stopping says stop."""
+        tcfg, p = self.cfg.trainer, self.progress
+        m = evaluate_split(
+            self.model, self.data, "dev", tcfg.search, tcfg.max_tokens, self.device, tcfg.dev_max_sentences
+        )
+        for key, tb in (("loss", "loss"), ("ppl", "ppl"), ("acc", "token_acc"), ("bleu", "bleu"), ("chrf", "chrf")):
+            self.writer.add_scalar(f"dev/{tb}", m[key], p.step)
+        improved = m["bleu"] > p.best_bleu
+        log.info(
+            "step %d dev: loss %.3f | ppl %.2f | acc %.1f%% | BLEU %.2f | chrF %.2f%s",
+            p.step, m["loss"], m["ppl"], 100 * m["acc"], m["bleu"], m["chrf"], " (best)" if improved else "",
+        )
+        samples = list(zip(m["sources"], m["references"], m["hypotheses"], strict=True))
+        text = "\n\n".join(f"    src: {s}\n    ref: {r}\n    hyp: {h}" for s, r, h in samples[: tcfg.num_samples])
+        log.info("samples:\n%s", text)
+        self.writer.add_text("dev/samples", text.replace("\n", "  \n"), p.step)
+        samples_dir = self.run_dir / "samples"
+        samples_dir.mkdir(exist_ok=True)
+        (samples_dir / f"step-{p.step:07d}.txt").write_text("\n".join(m["hypotheses"]) + "\n", encoding="utf-8")
+
+        if improved:
+            p.best_bleu, p.bad_evals = m["bleu"], 0
+            save_checkpoint(self.ckpt_dir / "best.pt", {**self._payload(False), "dev": _scores(m), "step": p.step})
+        else:
+            p.bad_evals += 1
+        p.last_eval_step = p.step
+        save_checkpoint(self.ckpt_dir / "last.pt", self._payload(True))
+        patience = tcfg.early_stopping_patience
+        if patience and p.bad_evals >= patience:
+            log.info("early stopping: dev BLEU has not improved for %d evaluations", patience)
+            return True
+        return False
+
+    # -- training -----------------------------------------------------------------------------------------------
+
+    def _train_step(self, indices, meter: _Meter) -> None:
+        tcfg = self.cfg.trainer
+        batch = collate(self.train_set, indices, self.specials).to(self.device)
+        self.model.train()
+        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+        out = sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        meter.add(out, grad_norm, tcfg.clip_grad_norm)
+
+    def _log_train(self, meter: _Meter, bar) -> None:
+        m, step = meter.read(), self.progress.step
+        lr = self.scheduler.get_last_lr()[0]
+        for key, value in m.items():
+            if key != "sec_per_step":
+                self.writer.add_scalar(f"train/{key}", value, step)
+        self.writer.add_scalar("train/lr", lr, step)
+        eta = _format_eta((self.total_steps - step) * m["sec_per_step"])
+        log.info(
+            "step %d/%d | epoch %d | loss %.3f | ppl %.2f (p(token) %.3f) | acc %.1f%% | lr %.2e | grad norm %.2f "
+            "| clipped %.0f%% | %.0f tok/s | ETA %s",
+            step, self.total_steps, self.progress.epoch + 1, m["loss"], m["ppl"], 1 / m["ppl"],
+            100 * m["token_acc"], lr, m["grad_norm"], 100 * m["clip_rate"], m["tokens_per_sec"], eta,
+        )
+        bar.set_postfix(loss=f"{m['loss']:.3f}", ppl=f"{m['ppl']:.1f}", tok_s=f"{m['tokens_per_sec']:.0f}")
+        meter.reset()
+
+    def fit(self) -> dict:
+        tcfg, p = self.cfg.trainer, self.progress
+        self._log_start()
+        meter = _Meter(self.device)
+        show_bar = tcfg.progress_bar and sys.stderr.isatty()
+        stop = tcfg.max_steps is not None and p.step >= tcfg.max_steps
+        with logging_redirect_tqdm(), tqdm(
+            total=self.total_steps, initial=p.step, disable=not show_bar, unit="step", dynamic_ncols=True
+        ) as bar:
+            while not stop and p.epoch < tcfg.max_epochs:
+                batches = self.sampler.batches(p.epoch)
+                for indices in batches[p.batch_in_epoch :]:
+                    self._train_step(indices, meter)
+                    p.step += 1
+                    p.batch_in_epoch += 1
+                    bar.update(1)
+                    if p.step % tcfg.log_every == 0:
+                        self._log_train(meter, bar)
+                    if p.step % tcfg.eval_every == 0:
+                        stop = self._evaluate()
+                    if tcfg.max_steps is not None and p.step >= tcfg.max_steps:
+                        stop = True
+                    if stop:
+                        break
+                else:
+                    p.epoch += 1
+                    p.batch_in_epoch = 0
+                    if p.last_eval_step != p.step:
+                        stop = self._evaluate()
+        if p.last_eval_step != p.step:
+            self._evaluate()
+        return self._finish()
+
+    def _log_start(self) -> None:
+        log.info("run directory: %s", self.run_dir)
+        log.info(
+            "vocabulary: source %d, target %d (%s) | specials %s",
+            self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size,
+            "joint" if self.tokenizer.joint else "separate", asdict(self.specials),
+        )
+        log.info("model: %s", describe(self.model, self.cfg.model))
+        log.info("parameters: %s", f"{count_parameters(self.model):,}")
+        log.info(
+            "device %s | %d batches per epoch | training for %d steps", self.device, len(self.sampler), self.total_steps
+        )
+
+    def _finish(self) -> dict:
+        """Test the best checkpoint, write results.json, print the scores and the commands to use the model."""
+        tcfg = self.cfg.trainer
+        best_path = self.ckpt_dir / "best.pt"
+        best = load_checkpoint(best_path)
+        self.model.load_state_dict(best["model"])
+        test = evaluate_split(self.model, self.data, "test", tcfg.search, tcfg.max_tokens, self.device)
+        for key in ("bleu", "chrf", "loss"):
+            self.writer.add_scalar(f"test/{key}", test[key], self.progress.step)
+        self.writer.close()
+        results = {
+            "run_dir": str(self.run_dir),
+            "steps": self.progress.step,
+            "epochs": self.progress.epoch,
+            "parameters": count_parameters(self.model),
+            "best_step": best["step"],
+            "dev": best["dev"],
+            "test": _scores(test),
+        }
+        (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        log.info("best dev (step %d): BLEU %.2f | chrF %.2f", best["step"], best["dev"]["bleu"], best["dev"]["chrf"])
+        log.info("test: %s", test["bleu_line"])
+        log.info("test: %s", test["chrf_line"])
+        log.info("evaluate:  nmt-eval ckpt=%s beam_size=5", best_path)
+        log.info("translate: nmt-translate ckpt=%s \"go now .\"", best_path)
+        return results
+
+
+def _scores(m: dict) -> dict:
+    """The JSON-able metrics of an evaluation (no texts)."""
+    keys = ("loss", "ppl", "acc", "bleu", "chrf", "bleu_signature", "chrf_signature")
+    return {k: m[k] for k in keys if k in m}

@@ -1,0 +1,126 @@
+"""The three CLIs end to end on the toy corpus, as a user runs them (subprocesses, any working directory)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import TINY_MODEL
+
+
+def _run(module: str, *args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"nmt.cli.{module}", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A few training steps on the toy corpus, launched from an unrelated working directory."""
+    tmp = tmp_path_factory.mktemp("cli")
+    run_dir = tmp / "outputs" / "toy-run"
+    result = _run(
+        "train",
+        "data=toy",
+        *TINY_MODEL,
+        "trainer.max_steps=30",
+        "trainer.eval_every=15",
+        "trainer.max_tokens=1024",
+        f"paths.log_dir={tmp / 'outputs'}",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_train_reports_and_writes_the_run_directory(trained_run):
+    run_dir = trained_run
+    log = (run_dir / "train.log").read_text()
+    for needle in (
+        "run directory:",
+        "data train:",
+        "vocabulary: source",
+        "parameters:",
+        "nmt-eval ckpt=",
+        "test: BLEU|",
+    ):
+        assert needle in log, needle
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert json.loads((run_dir / "results.json").read_text())["steps"] == 30
+
+
+def test_eval_prints_bleu_and_chrf_with_signatures_and_writes_outputs(trained_run, tmp_path):
+    run_dir = trained_run
+    result = _run("evaluate", f"ckpt={run_dir}", "beam_size=2", f"out={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("BLEU|nrefs:1|") and "version:" in lines[0]
+    assert lines[1].startswith("chrF2|nrefs:1|")
+    hyps = (tmp_path / "toy.test.beam2.hyp").read_text().splitlines()
+    assert len(hyps) == 200
+    scores = json.loads((tmp_path / "toy.test.beam2.json").read_text())
+    assert scores["beam_size"] == 2 and 0 <= scores["bleu"] <= 100
+
+
+def test_eval_on_explicit_files(trained_run, tmp_path):
+    run_dir = trained_run
+    (tmp_path / "src.txt").write_text("a b c\nd e f\n")
+    (tmp_path / "ref.txt").write_text("c b a\nf e d\n")
+    result = _run(
+        "evaluate",
+        f"ckpt={run_dir}/checkpoints/best.pt",
+        f"src={tmp_path}/src.txt",
+        f"ref={tmp_path}/ref.txt",
+        f"out={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "src.txt.beam5.hyp").read_text().splitlines()) == 2
+
+
+def test_translate_an_argument_with_the_newest_best_checkpoint(trained_run, tmp_path):
+    run_dir = trained_run
+    result = _run("translate", "a b c d", f"paths.log_dir={run_dir.parent}", "beam_size=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1 and result.stdout.strip()
+    assert str(run_dir / "checkpoints" / "best.pt") in result.stderr
+
+
+def test_translate_stdin_gives_one_line_per_line(trained_run, tmp_path):
+    run_dir = trained_run
+    text = "a b c\n\nd e f g h\nq r s\n"
+    result = _run("translate", f"ckpt={run_dir}", "beam_size=3", "batch_size=2", stdin=text, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split("\n")
+    assert len(out) == 5 and out[-1] == ""  # four lines, each ended by a newline
+    assert out[1] == "" and all(out[i] for i in (0, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "needle"),
+    [
+        ("translate", ["ckpt=/nonexistent/run", "hello"], "/nonexistent/run: no checkpoint there"),
+        ("evaluate", ["ckpt=/nonexistent/best.pt"], "/nonexistent/best.pt: no checkpoint there"),
+        ("translate", ["paths.log_dir=/nonexistent", "hello"], "train a model first"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(module, args, needle, tmp_path):
+    result = _run(module, *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_rejects_a_typo(tmp_path):
+    result = _run("train", "data=toy", "trainer.max_step=5", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "max_step" in result.stderr and "Traceback" not in result.stderr
