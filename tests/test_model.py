@@ -71,6 +71,30 @@ def test_loss_of_a_batch_of_only_padding_is_zero_not_nan():
     assert torch.isfinite(logits.grad).all()
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_loss_and_its_gradient_equal_pytorch_cross_entropy(eps):
+    torch.manual_seed(3)
+    logits = torch.randn(3, 5, 40, requires_grad=True)
+    target = torch.randint(1, 40, (3, 5))
+    target[2, 2:] = PAD
+    out = sequence_loss(logits.clone(), target, PAD, eps)
+    reference = (
+        torch.nn.functional.cross_entropy(
+            logits.reshape(-1, 40), target.reshape(-1), ignore_index=PAD, label_smoothing=eps, reduction="sum"
+        )
+        / (target != PAD).sum()
+    )
+    (grad,) = torch.autograd.grad(out.loss, logits)
+    (expected,) = torch.autograd.grad(reference, logits)
+    torch.testing.assert_close(out.loss, reference)
+    torch.testing.assert_close(grad, expected)
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 40), target.reshape(-1), ignore_index=PAD, reduction="sum"
+    )
+    torch.testing.assert_close(out.nll_sum, nll.detach())
+    assert int(out.n_correct) == int(((logits.argmax(-1) == target) & (target != PAD)).sum())
+
+
 def test_loss_ignores_padding_positions():
     logits = torch.randn(1, 4, 40)
     target = torch.tensor([[5, 6, PAD, PAD]])
