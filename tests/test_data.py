@@ -83,7 +83,7 @@ def test_read_parallel_files(tmp_path, suffix):
     expected = [Example("Hello .", "Bonjour ."), Example("The Cat", "Le chat")]
     assert read_corpus([str(src), str(tgt)]) == expected
     assert read_corpus(OmegaConf.create([str(src), str(tgt)])) == expected
-    assert read_corpus((src, tgt), lowercase=True)[1] == Example("the cat", "le chat")
+    assert read_corpus((src, tgt), norm=lambda t: normalize(t, lowercase=True))[1] == Example("the cat", "le chat")
 
 
 def test_read_keeps_empty_sides_and_accepts_crlf(tmp_path):
@@ -96,6 +96,9 @@ def test_normalize_odd_spaces_and_invisible_characters():
     assert normalize("Quoi\u00a0?  Non\u2009!") == "Quoi ? Non !"
     assert normalize("\ufeff\ta\u200bb\u200c\u200dc\x07 \u3000 D\n") == "abc D"
     assert normalize("  Été\u202fÀ ", lowercase=True) == "été à"
+    assert normalize("Go now. Really?! 3.5, U.S.A. Wait...", space_punctuation=True) == (
+        "Go now . Really ?! 3.5 , U.S.A . Wait ..."
+    )
     assert normalize("") == ""
 
 

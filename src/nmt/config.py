@@ -54,6 +54,7 @@ class DataConfig:
     max_train_pairs: Optional[int] = None  # keep a seeded subset of train (quick runs)
     max_len: int = 64  # training pairs longer than this (tokens, either side) are dropped
     lowercase: bool = False
+    space_punctuation: bool = False  # "Go now." -> "Go now ." (d2l's Tatoeba preprocessing)
     cache_dir: str = "${paths.cache_dir}"
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 
@@ -53,20 +54,20 @@ def teacher_forced_metrics(model, corpus, specials, max_tokens: int, device) -> 
 
 
 def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None) -> dict:
-    """Teacher-forced metrics and decoded BLEU/chrF on (the first `max_sentences` of) a prepared split.
+    """Teacher-forced metrics and decoded BLEU/chrF on a prepared split (or `max_sentences` spread over it).
 
     Returns the metrics plus "sources", "hypotheses" and "references" (detokenized text).
     """
-    corpus = data.splits[split]
-    examples = data.texts[split]
-    n = len(corpus) if max_sentences is None else min(len(corpus), max_sentences)
-    if n < len(corpus):
-        corpus = corpus.select(range(n))
+    corpus, examples = data.splits[split], data.texts[split]
+    if max_sentences is not None and max_sentences < len(corpus):
+        # Evenly spaced, not the first n: corpora such as Tatoeba are sorted by length.
+        keep = np.linspace(0, len(corpus) - 1, max_sentences).round().astype(np.int64)
+        corpus, examples = corpus.select(keep), [examples[i] for i in keep]
     specials = data.tokenizer.specials
     metrics = teacher_forced_metrics(model, corpus, specials, max_tokens, device)
-    outputs = translate_ids(model, [corpus.src_ids(i) for i in range(n)], specials, search_cfg, device)
+    outputs = translate_ids(model, [corpus.src_ids(i) for i in range(len(corpus))], specials, search_cfg, device)
     hypotheses = [data.tokenizer.decode_tgt(ids) for ids in outputs]
-    references = [ex.tgt for ex in examples[:n]]
+    references = [ex.tgt for ex in examples]
     metrics.update(corpus_scores(hypotheses, references))
-    metrics.update(sources=[ex.src for ex in examples[:n]], hypotheses=hypotheses, references=references)
+    metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)
     return metrics

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from nmt.cli import compose_config, reports_errors
 from nmt.config import DataConfig
-from nmt.data import normalize, read_lines, read_splits
+from nmt.data import make_normalizer, read_lines, read_splits
 from nmt.decoding import translate_texts
 from nmt.errors import UserError
 from nmt.evaluation import corpus_scores
@@ -26,7 +26,8 @@ def _test_set(cfg, run_cfg) -> tuple[list[str], list[str], str]:
         sources, references = read_lines(cfg.src), read_lines(cfg.ref)
         if len(sources) != len(references):
             raise UserError(f"{cfg.src} has {len(sources)} lines but {cfg.ref} has {len(references)} — align them")
-        return [normalize(s) for s in sources], [normalize(r) for r in references], Path(cfg.src).name
+        norm = make_normalizer(run_cfg["data"])
+        return [norm(s) for s in sources], [norm(r) for r in references], Path(cfg.src).name
     if cfg.split not in ("dev", "test"):
         raise UserError(f"split={cfg.split}: choose dev or test")
     data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), run_cfg["data"])

@@ -7,7 +7,7 @@ import re
 import sys
 
 from nmt.cli import compose_config, reports_errors
-from nmt.data import normalize
+from nmt.data import make_normalizer
 from nmt.decoding import translate_texts
 from nmt.training.checkpoint import load_for_inference, newest_checkpoint, resolve_checkpoint
 from nmt.training.trainer import resolve_device
@@ -23,7 +23,7 @@ def split_arguments(argv: list[str]) -> tuple[list[str], str]:
     return overrides, " ".join(words)
 
 
-def _stream(lines, translate, batch_size: int, out) -> None:
+def _stream(lines, translate, normalize, batch_size: int, out) -> None:
     """One output line per input line; an empty line stays empty. Flushes after each batch."""
     pending: list[str] = []
 
@@ -44,7 +44,7 @@ def _stream(lines, translate, batch_size: int, out) -> None:
         flush()
 
 
-def _interactive(translate) -> None:
+def _interactive(translate, normalize) -> None:
     print("nmt-translate: type a sentence, Enter to translate, Ctrl-D to quit", file=sys.stderr)
     while True:
         try:
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = compose_config("translate", overrides)
     path = resolve_checkpoint(cfg.ckpt, "best.pt") if cfg.ckpt else newest_checkpoint(cfg.paths.log_dir)
     device = resolve_device(cfg.device)
-    model, tokenizer, _ = load_for_inference(path, device)
+    model, tokenizer, run_cfg = load_for_inference(path, device)
+    normalize = make_normalizer(run_cfg["data"])  # the same normalisation as the training data
     print(f"nmt-translate: using {path}", file=sys.stderr)
 
     def translate(texts):
@@ -72,11 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     if text:
         print(translate([normalize(text)])[0])
     elif sys.stdin.isatty():
-        _interactive(translate)
+        _interactive(translate, normalize)
     else:
         # Undecodable bytes become U+FFFD instead of an exception: binary garbage in, a line out.
         stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        _stream(stdin, translate, cfg.batch_size, sys.stdout)
+        _stream(stdin, translate, normalize, cfg.batch_size, sys.stdout)
 
 
 if __name__ == "__main__":

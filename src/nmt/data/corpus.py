@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import random
+import re
 import unicodedata
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +30,15 @@ class Example:
     tgt: str
 
 
-def normalize(text: str, lowercase: bool = False) -> str:
-    """Map every kind of space to ' ', drop control and zero-width characters, collapse whitespace, strip."""
+# A run of , . ! ? glued to the end of a word ("now." but not "3.5" or "U.S.A"): d2l's Tatoeba preprocessing.
+_GLUED_PUNCTUATION = re.compile(r"(?<=[^\s,.!?])([,.!?]+)(?=\s|$)")
+
+
+def normalize(text: str, lowercase: bool = False, space_punctuation: bool = False) -> str:
+    """Map every kind of space to ' ', drop control and zero-width characters, collapse whitespace, strip.
+
+    Optionally lowercase, and put a space before sentence punctuation ("Go now." -> "go now .").
+    """
     # Most lines hold only printable characters and plain spaces: skip the per-character pass for them.
     if not text.isprintable():
         chars = []
@@ -40,7 +49,14 @@ def normalize(text: str, lowercase: bool = False) -> str:
                 chars.append(ch)
         text = "".join(chars)
     text = " ".join(text.split())
+    if space_punctuation:
+        text = _GLUED_PUNCTUATION.sub(r" \1", text)
     return text.lower() if lowercase else text
+
+
+def make_normalizer(cfg) -> Callable[[str], str]:
+    """The normalisation a data config (or a checkpoint's copy of it) asks for: training and inference share it."""
+    return functools.partial(normalize, lowercase=cfg["lowercase"], space_punctuation=cfg["space_punctuation"])
 
 
 def _open_binary(path: Path):
@@ -73,7 +89,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     return lines
 
 
-def _read_tsv(path, src_column: int, tgt_column: int, lowercase: bool) -> list[Example]:
+def _read_tsv(path, src_column: int, tgt_column: int, norm) -> list[Example]:
     need = max(src_column, tgt_column) + 1
     examples = []
     for lineno, line in enumerate(read_lines(path), start=1):
@@ -87,37 +103,35 @@ def _read_tsv(path, src_column: int, tgt_column: int, lowercase: bool) -> list[E
                 problem = f"{len(fields)} columns, but column {need - 1} is used (src_column/tgt_column)"
             raise CorpusError(f"{path}:{lineno}: {problem} — {_TSV_FORMAT}")
         examples.append(
-            Example(normalize(fields[src_column], lowercase), normalize(fields[tgt_column], lowercase))
+            Example(norm(fields[src_column]), norm(fields[tgt_column]))
         )
     return examples
 
 
-def _read_parallel(src_path, tgt_path, lowercase: bool) -> list[Example]:
+def _read_parallel(src_path, tgt_path, norm) -> list[Example]:
     src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
     if len(src_lines) != len(tgt_lines):
         raise CorpusError(
             f"{src_path}: has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}"
             " — parallel files must be line-aligned, one sentence per line"
         )
-    return [
-        Example(normalize(s, lowercase), normalize(t, lowercase))
-        for s, t in zip(src_lines, tgt_lines, strict=True)
-    ]
+    return [Example(norm(s), norm(t)) for s, t in zip(src_lines, tgt_lines, strict=True)]
 
 
-def read_corpus(spec, src_column: int = 0, tgt_column: int = 1, lowercase: bool = False) -> list[Example]:
+def read_corpus(spec, src_column: int = 0, tgt_column: int = 1, norm=normalize) -> list[Example]:
     """Read sentence pairs from a TSV file or two line-aligned files [src_file, tgt_file], plain or .gz.
 
-    Texts are normalize()d; pairs with an empty side are kept (prepare_data filters and counts them).
+    Texts go through `norm` (e.g. make_normalizer(data_cfg)); pairs with an empty side are kept
+    (prepare_data filters and counts them).
     """
     if isinstance(spec, (str, os.PathLike)):
         if min(src_column, tgt_column) < 0:
             raise CorpusError(
                 f"{spec}: src_column={src_column}, tgt_column={tgt_column} — TSV column numbers start at 0"
             )
-        return _read_tsv(spec, src_column, tgt_column, lowercase)
+        return _read_tsv(spec, src_column, tgt_column, norm)
     if isinstance(spec, Sequence) and len(spec) == 2:
-        return _read_parallel(str(spec[0]), str(spec[1]), lowercase)
+        return _read_parallel(str(spec[0]), str(spec[1]), norm)
     raise CorpusError(f"{spec!r}: not a corpus spec — give a TSV path or a list [src_file, tgt_file]")
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from nmt.atomic import write_atomic
 from nmt.config import DataConfig
-from nmt.data.corpus import CorpusError, Example, filter_pairs, read_corpus, split_corpus
-from nmt.data.tokenizer import Tokenizer, build_tokenizer, write_atomic
+from nmt.data.corpus import CorpusError, Example, filter_pairs, make_normalizer, read_corpus, split_corpus
+from nmt.data.tokenizer import Tokenizer, build_tokenizer
 
 
 @dataclass
@@ -112,7 +113,7 @@ def read_splits(cfg: DataConfig) -> dict[str, list[Example]]:
     """train/dev/test pairs: given files, or a seeded split of train for the ones not given."""
 
     def read(spec):
-        return read_corpus(spec, cfg.src_column, cfg.tgt_column, cfg.lowercase)
+        return read_corpus(spec, cfg.src_column, cfg.tgt_column, make_normalizer(cfg))
 
     train = read(cfg.train)
     dev = read(cfg.dev) if cfg.dev is not None else None

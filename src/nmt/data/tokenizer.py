@@ -6,12 +6,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
 
+from nmt.atomic import write_atomic
 from nmt.config import TokenizerConfig
 from nmt.data.corpus import CorpusError, Example
 
@@ -114,19 +114,6 @@ class Tokenizer:
     @classmethod
     def from_state(cls, state: dict) -> Tokenizer:
         return cls(state["src_model"], None if state["joint"] else state["tgt_model"])
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a cache file so that readers see either no file or the whole of it."""
-    # A crash mid-write must not leave a truncated file that a later run would load as the cache.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _trainer_settings(cfg: TokenizerConfig) -> dict:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from nmt.atomic import write_atomic
 from nmt.errors import UserError
 
 FORMAT = "nmt-checkpoint-v1"
@@ -19,31 +18,13 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, damaged, unsafe or incompatible."""
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync, then rename it over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never a truncated checkpoint.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, payload: dict) -> None:
-    _write_atomic(path, lambda f: torch.save({"format": FORMAT, **payload}, f))
+    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    write_atomic(path, lambda f: torch.save({"format": FORMAT, **payload}, f))
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
-    _write_atomic(target, lambda f: f.write(Path(source).read_bytes()))
+    write_atomic(target, Path(source).read_bytes())
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
