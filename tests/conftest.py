@@ -12,14 +12,17 @@ from nmt.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A model small enough to train in seconds on a CPU.
-TINY_MODEL = [
-    "model.embed_dim=32",
-    "model.hidden_size=64",
-    "model.encoder_layers=1",
-    "model.decoder_layers=1",
-    "model.dropout=0.0",
-]
+# Per architecture, sizes small enough for tests to run (and train) in seconds on a CPU.
+TINY_SIZES = {
+    "rnn": {"embed_dim": 32, "hidden_size": 64, "encoder_layers": 1, "decoder_layers": 1},
+    "lstm_attn": {"embed_dim": 32, "hidden_size": 64, "encoder_layers": 1, "decoder_layers": 1},
+    "transformer": {"d_model": 32, "ffn_dim": 64, "heads": 2, "encoder_layers": 2, "decoder_layers": 2},
+}
+
+
+def tiny_model(name: str = "lstm_attn") -> list[str]:
+    """Hydra overrides selecting model `name` at its tiny size, without dropout."""
+    return [f"model={name}", *(f"model.{k}={v}" for k, v in TINY_SIZES[name].items()), "model.dropout=0.0"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,8 +41,8 @@ def compose_config(name: str, overrides: list[str]):
 def toy_cfg(tmp_path):
     """A train config on the toy corpus with the tiny model; call it with extra overrides."""
 
-    def make(*overrides: str):
-        base = ["data=toy", *TINY_MODEL, f"paths.log_dir={tmp_path}/outputs", "trainer.progress_bar=false"]
+    def make(*overrides: str, model: str = "lstm_attn"):
+        base = ["data=toy", *tiny_model(model), f"paths.log_dir={tmp_path}/outputs", "trainer.progress_bar=false"]
         return compose_config("train", [*base, *overrides])
 
     return make

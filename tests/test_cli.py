@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import TINY_MODEL
+from nmt.cli import evaluate, translate
+from nmt.models import MODELS
+from nmt.training.trainer import Trainer
+from tests.conftest import tiny_model
 
 
 def _run(module: str, *args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -30,7 +34,7 @@ def trained_run(tmp_path_factory):
     result = _run(
         "train",
         "data=toy",
-        *TINY_MODEL,
+        *tiny_model(),
         "trainer.max_steps=30",
         "trainer.eval_every=15",
         "trainer.max_tokens=1024",
@@ -124,3 +128,23 @@ def test_train_rejects_a_typo(tmp_path):
     result = _run("train", "data=toy", "trainer.max_step=5", cwd=tmp_path)
     assert result.returncode != 0
     assert "max_step" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_checkpoint_alone_serves_eval_and_translate(name, toy_cfg, tmp_path, capsys):
+    """No run directory, no .hydra config: the checkpoint file carries everything both CLIs need."""
+    Trainer(toy_cfg("trainer.max_steps=4", "trainer.max_tokens=1024", model=name), tmp_path / "run").fit()
+    alone = tmp_path / "elsewhere" / "model.pt"
+    alone.parent.mkdir()
+    shutil.copy(tmp_path / "run" / "checkpoints" / "best.pt", alone)
+    shutil.rmtree(tmp_path / "run")
+    (tmp_path / "src.txt").write_text("a b c\nd e f g\n")
+    (tmp_path / "ref.txt").write_text("c b a\ng f e d\n")
+    capsys.readouterr()
+
+    evaluate.main([f"ckpt={alone}", f"src={tmp_path}/src.txt", f"ref={tmp_path}/ref.txt", f"out={tmp_path}"])
+    assert capsys.readouterr().out.startswith("BLEU|nrefs:1|")
+    translate.main([f"ckpt={alone}", "beam_size=3", "nbest=2", "a b c"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(len(line.split("\t")) == 2 for line in lines)
+    assert float(lines[0].split("\t")[0]) >= float(lines[1].split("\t")[0])

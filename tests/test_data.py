@@ -59,9 +59,7 @@ def toy_tokenizer_cfg(**overrides) -> TokenizerConfig:
 
 @pytest.fixture(scope="module")
 def toy_tokenizer(tmp_path_factory) -> Tokenizer:
-    return build_tokenizer(
-        toy_tokenizer_cfg(), toy_examples(), tmp_path_factory.mktemp("spm"), log=lambda _: None
-    )
+    return build_tokenizer(toy_tokenizer_cfg(), toy_examples(), tmp_path_factory.mktemp("spm"), log=lambda _: None)
 
 
 # --- reading and normalisation --------------------------------------------------------------------
@@ -300,9 +298,7 @@ def test_existing_model_errors(tmp_path):
 
 
 def test_tokenizer_training_error_is_one_line(tmp_path):
-    with pytest.raises(
-        CorpusError, match=r"^data\.tokenizer: training the joint SentencePiece model failed [^\n]*$"
-    ):
+    with pytest.raises(CorpusError, match=r"^data\.tokenizer: training the joint SentencePiece model failed [^\n]*$"):
         build_tokenizer(toy_tokenizer_cfg(byte_fallback=True), toy_examples(), tmp_path, log=lambda _: None)
 
 
@@ -429,9 +425,7 @@ def test_prepare_data_on_toy_corpus(tmp_path):
 
 
 def test_prepare_data_splits_and_subsamples(tmp_path):
-    cfg = toy_data_cfg(
-        tmp_path, dev=None, test=None, dev_size=100, test_size=50, max_train_pairs=500, max_len=64
-    )
+    cfg = toy_data_cfg(tmp_path, dev=None, test=None, dev_size=100, test_size=50, max_train_pairs=500, max_len=64)
     data = prepare_data(cfg, log=lambda _: None)
     assert [data.stats[s]["read"] for s in ("train", "dev", "test")] == [500, 100, 50]
     assert data.stats["split_seed"] == 1 and data.stats["src_vocab_size"] == data.tokenizer.src_vocab_size

@@ -1,4 +1,4 @@
-"""The LSTM-attention model: shapes, gradient flow, padding safety, and step decoding equal to the fast path."""
+"""Every model: gradients reach every parameter, step decoding equals the fast path, padding is harmless."""
 
 from __future__ import annotations
 
@@ -6,15 +6,28 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nmt.config import LSTMAttnConfig
-from nmt.models import build_model
+from nmt.config import MODEL_SCHEMAS, LSTMAttnConfig, RNNConfig
+from nmt.models import MODELS, build_model
 from nmt.training.loss import sequence_loss
+from tests.conftest import TINY_SIZES
 
 PAD = 0
 
+# Each model with each of its structural switches.
+VARIANTS = [
+    ("lstm_attn", {"attention": "dot"}),
+    ("lstm_attn", {"attention": "general", "encoder_layers": 2, "decoder_layers": 3}),
+    ("lstm_attn", {"attention": "bahdanau", "bidirectional": False}),
+    ("rnn", {"cell": "rnn", "context": "every_step"}),
+    ("rnn", {"cell": "gru", "context": "initial", "encoder_layers": 2, "decoder_layers": 2}),
+    ("transformer", {"norm": "pre"}),
+    ("transformer", {"norm": "post", "positions": "learned"}),
+]
+IDS = [f"{name}-" + "-".join(str(v) for v in options.values()) for name, options in VARIANTS]
 
-def _model(**overrides):
-    cfg = OmegaConf.structured(LSTMAttnConfig(embed_dim=16, hidden_size=24, dropout=0.0, **overrides))
+
+def _model(name, **overrides):
+    cfg = OmegaConf.structured(MODEL_SCHEMAS[name](**{**TINY_SIZES[name], "dropout": 0.0, **overrides}))
     torch.manual_seed(0)
     return build_model(cfg, src_vocab_size=30, tgt_vocab_size=40, pad_id=PAD)
 
@@ -29,18 +42,22 @@ def _batch():
     return src, (src != PAD).sum(1), tgt
 
 
-@pytest.mark.parametrize("attention", ["dot", "general", "bahdanau"])
-def test_every_parameter_receives_a_gradient(attention):
-    model = _model(attention=attention)
+def test_every_registered_model_is_tested():
+    assert {name for name, _ in VARIANTS} == set(MODELS) == set(MODEL_SCHEMAS)
+
+
+@pytest.mark.parametrize(("name", "options"), VARIANTS, ids=IDS)
+def test_every_parameter_receives_a_gradient(name, options):
+    model = _model(name, **options)
     src, lengths, tgt = _batch()
     sequence_loss(model(src, lengths, tgt), tgt, PAD, 0.1).loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient reaches {missing}"
 
 
-@pytest.mark.parametrize("attention", ["dot", "general", "bahdanau"])
-def test_step_by_step_decoding_equals_the_whole_sequence_pass(attention):
-    model = _model(attention=attention, encoder_layers=2, decoder_layers=3).eval()
+@pytest.mark.parametrize(("name", "options"), VARIANTS, ids=IDS)
+def test_step_by_step_decoding_equals_the_whole_sequence_pass(name, options):
+    model = _model(name, **options).eval()
     src, lengths, tgt = _batch()
     full = torch.log_softmax(model(src, lengths, tgt), dim=-1)
     enc = model.encode(src, lengths)
@@ -48,12 +65,14 @@ def test_step_by_step_decoding_equals_the_whole_sequence_pass(attention):
     for t in range(tgt.size(1)):
         log_probs, state, attn = model.decode_step(tgt[:, t], state, enc)
         torch.testing.assert_close(log_probs, full[:, t], rtol=1e-5, atol=1e-5)
-        assert torch.allclose(attn.sum(-1), torch.ones(4))
-        assert (attn[1, 6:] == 0).all(), "attention must not look at padding"
+        if attn is not None:
+            assert torch.allclose(attn.sum(-1), torch.ones(4))
+            assert (attn[1, 6:] == 0).all(), "attention must not look at padding"
 
 
-def test_an_all_padding_row_gives_finite_loss_and_gradients():
-    model = _model()
+@pytest.mark.parametrize(("name", "options"), VARIANTS, ids=IDS)
+def test_an_all_padding_row_gives_finite_loss_and_gradients(name, options):
+    model = _model(name, **options)
     src, lengths, tgt = _batch()
     src[0] = PAD
     lengths[0] = 0
@@ -65,7 +84,7 @@ def test_an_all_padding_row_gives_finite_loss_and_gradients():
 
 def test_loss_of_a_batch_of_only_padding_is_zero_not_nan():
     logits = torch.randn(2, 3, 40, requires_grad=True)
-    out = sequence_loss(logits, torch.full((2, 3), PAD), PAD, 0.1)
+    out = sequence_loss(logits.clone(), torch.full((2, 3), PAD), PAD, 0.1)
     out.loss.backward()
     assert out.loss.item() == 0.0 and int(out.n_tokens) == 0
     assert torch.isfinite(logits.grad).all()
@@ -78,9 +97,10 @@ def test_loss_and_its_gradient_equal_pytorch_cross_entropy(eps):
     target = torch.randint(1, 40, (3, 5))
     target[2, 2:] = PAD
     out = sequence_loss(logits.clone(), target, PAD, eps)
+    flat_logits, flat_target = logits.reshape(-1, 40), target.reshape(-1)
     reference = (
         torch.nn.functional.cross_entropy(
-            logits.reshape(-1, 40), target.reshape(-1), ignore_index=PAD, label_smoothing=eps, reduction="sum"
+            flat_logits, flat_target, ignore_index=PAD, label_smoothing=eps, reduction="sum"
         )
         / (target != PAD).sum()
     )
@@ -88,9 +108,7 @@ def test_loss_and_its_gradient_equal_pytorch_cross_entropy(eps):
     (expected,) = torch.autograd.grad(reference, logits)
     torch.testing.assert_close(out.loss, reference)
     torch.testing.assert_close(grad, expected)
-    nll = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, 40), target.reshape(-1), ignore_index=PAD, reduction="sum"
-    )
+    nll = torch.nn.functional.cross_entropy(flat_logits, flat_target, ignore_index=PAD, reduction="sum")
     torch.testing.assert_close(out.nll_sum, nll.detach())
     assert int(out.n_correct) == int(((logits.argmax(-1) == target) & (target != PAD)).sum())
 
@@ -104,7 +122,7 @@ def test_loss_ignores_padding_positions():
 
 
 def test_xavier_init_sets_forget_gate_bias_and_zero_padding_embedding():
-    model = _model(forget_bias=1.0)
+    model = build_model(OmegaConf.structured(LSTMAttnConfig(hidden_size=64, forget_bias=1.0)), 30, 40, PAD)
     hidden = model.decoder.hidden_size
     bias = model.decoder.bias_ih_l0
     assert torch.all(bias[hidden : 2 * hidden] == 1.0)
@@ -115,6 +133,13 @@ def test_xavier_init_sets_forget_gate_bias_and_zero_padding_embedding():
     assert w[2 * hidden : 3 * hidden].std() > 1.3 * w[:hidden].std()
 
 
-def test_unknown_attention_is_an_error():
-    with pytest.raises(ValueError, match="unknown attention"):
-        _model(attention="cosine")
+def test_gru_gates_get_their_own_gains():
+    model = build_model(OmegaConf.structured(RNNConfig(cell="gru", hidden_size=64)), 30, 40, PAD)
+    w = model.decoder.weight_hh_l0  # reset, update (sigmoid), new (tanh)
+    assert w[128:].std() > 1.3 * w[:64].std()
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("lstm_attn", {"attention": "cosine"}), ("rnn", {"cell": "lstm2"})])
+def test_unknown_options_are_errors(name, kwargs):
+    with pytest.raises(ValueError, match="unknown"):
+        _model(name, **kwargs)

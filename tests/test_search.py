@@ -1,22 +1,24 @@
-"""Greedy and beam search: beam 1 equals greedy, outputs respect the length limit, decoding always stops."""
+"""Greedy and beam search: beam 1 equals greedy for every model, limits hold, n-best, penalties, blocking."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nmt.config import LSTMAttnConfig
+from nmt.config import MODEL_SCHEMAS, SearchConfig
 from nmt.data import SpecialIds
 from nmt.decoding import beam_search, greedy_search
 from nmt.decoding.search import output_limits
-from nmt.models import build_model
+from nmt.models import MODELS, build_model
 from nmt.models.base import EncoderOut, LSTMState
+from tests.conftest import TINY_SIZES
 
 SPECIALS = SpecialIds(pad=0, unk=1, bos=2, eos=3)
 
 
-def _model(seed: int):
-    cfg = OmegaConf.structured(LSTMAttnConfig(embed_dim=16, hidden_size=32, dropout=0.0))
+def _model(name: str, seed: int):
+    cfg = OmegaConf.structured(MODEL_SCHEMAS[name](dropout=0.0, **TINY_SIZES[name]))
     torch.manual_seed(seed)
     return build_model(cfg, src_vocab_size=25, tgt_vocab_size=25, pad_id=SPECIALS.pad).eval()
 
@@ -30,26 +32,52 @@ def _sources(seed: int):
     return src, lengths
 
 
-def test_beam_of_one_equals_greedy():
-    for seed in range(5):
-        model, (src, lengths) = _model(seed), _sources(seed)
-        greedy = greedy_search(model, src, lengths, SPECIALS, 1.5, 4)
-        beam = beam_search(model, src, lengths, SPECIALS, beam_size=1, alpha=1.0, max_len_a=1.5, max_len_b=4)
-        assert beam == greedy
+def _tokens(hyps):
+    return [[h.tokens for h in nbest] for nbest in hyps]
 
 
-def test_outputs_never_exceed_the_length_limit_and_contain_no_specials():
-    # An untrained model rarely emits EOS, so the limit is what stops it.
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_beam_of_one_equals_greedy(name):
+    # With alpha 0 a finished hypothesis can never be beaten by its runner-up, so beam 1 is exactly greedy.
+    cfg = SearchConfig(beam_size=1, length_penalty=0.0, max_len_a=1.5, max_len_b=4)
     for seed in range(3):
-        model, (src, lengths) = _model(seed), _sources(seed)
-        limits = output_limits(lengths, 0.5, 2).tolist()
-        for k in (1, 3, 5):
-            hyps = beam_search(model, src, lengths, SPECIALS, beam_size=k, max_len_a=0.5, max_len_b=2)
-            if k == 1:
-                hyps = greedy_search(model, src, lengths, SPECIALS, 0.5, 2)
-            for hyp, limit in zip(hyps, limits, strict=True):
-                assert len(hyp) <= limit
-                assert not {SPECIALS.pad, SPECIALS.bos, SPECIALS.eos} & set(hyp)
+        model, (src, lengths) = _model(name, seed), _sources(seed)
+        greedy = greedy_search(model, src, lengths, SPECIALS, cfg)
+        beam = beam_search(model, src, lengths, SPECIALS, cfg)
+        assert _tokens(beam) == _tokens(greedy)
+        for g, b in zip(greedy, beam, strict=True):
+            assert g[0].score == pytest.approx(b[0].score, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_outputs_never_exceed_the_length_limit_and_contain_no_specials(name):
+    # An untrained model rarely emits EOS, so the limit is what stops it.
+    model, (src, lengths) = _model(name, 1), _sources(1)
+    limits = output_limits(lengths, 0.5, 2).tolist()
+    for k in (1, 3, 5):
+        cfg = SearchConfig(beam_size=k, nbest=k, max_len_a=0.5, max_len_b=2)
+        search = greedy_search if k == 1 else beam_search
+        for nbest, limit in zip(search(model, src, lengths, SPECIALS, cfg), limits, strict=True):
+            for hyp in nbest:
+                assert len(hyp.tokens) <= limit
+                assert not {SPECIALS.pad, SPECIALS.bos, SPECIALS.eos} & set(hyp.tokens)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_nbest_gives_n_distinct_hypotheses_with_sorted_scores(name):
+    model, (src, lengths) = _model(name, 2), _sources(2)
+    cfg = SearchConfig(beam_size=5, nbest=4, max_len_a=1.0, max_len_b=3)
+    for nbest in beam_search(model, src, lengths, SPECIALS, cfg):
+        assert len(nbest) == 4
+        assert len({tuple(h.tokens) for h in nbest}) == 4
+        scores = [h.score for h in nbest]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_nbest_larger_than_the_beam_is_an_error():
+    model, (src, lengths) = _model("lstm_attn", 0), _sources(0)
+    with pytest.raises(ValueError, match="nbest=6"):
+        beam_search(model, src, lengths, SPECIALS, SearchConfig(beam_size=5, nbest=6))
 
 
 class _BigramModel:
@@ -68,19 +96,48 @@ class _BigramModel:
         return LSTMState(torch.zeros(1, enc.memory.size(0), 1), torch.zeros(1, enc.memory.size(0), 1))
 
     def decode_step(self, prev_tokens, state, enc):
-        return self.table[prev_tokens], state, torch.ones(prev_tokens.size(0), 1)
+        return self.table[prev_tokens], state, None
+
+
+def _table(rows: dict[int, dict[int, float]]) -> list[list[float]]:
+    probs = [[0.0] * 7 for _ in range(7)]
+    for prev, nexts in rows.items():
+        for token, p in nexts.items():
+            probs[prev][token] = p
+    return probs
+
+
+# ids: pad 0, unk 1, bos 2, eos 3, a 4, b 5, c 6
+SRC, LENGTHS = torch.full((2, 3), 7), torch.tensor([3, 3])
 
 
 def test_beam_search_escapes_the_greedy_trap():
-    # ids: pad 0, unk 1, bos 2, eos 3, a 4, b 5. Greedy takes a (0.6) and then wanders; "b" then EOS has
-    # probability 0.4, more than any path through "a" (at most 0.6 * 0.35).
-    probs = [[0.0] * 6 for _ in range(6)]
-    probs[2][4], probs[2][5] = 0.6, 0.4
-    probs[4][3], probs[4][4], probs[4][5] = 0.32, 0.35, 0.33
-    probs[5][3] = 1.0
-    model = _BigramModel(probs)
-    src, lengths = torch.full((2, 3), 7), torch.tensor([3, 3])
-    greedy = greedy_search(model, src, lengths, SPECIALS, 1.0, 2)
-    beam = beam_search(model, src, lengths, SPECIALS, beam_size=3, alpha=0.0, max_len_a=1.0, max_len_b=2)
-    assert greedy == [[4, 4, 4, 4, 4]] * 2, "greedy follows the locally best token up to the length limit"
-    assert beam == [[5]] * 2
+    # Greedy takes "a" (0.6) and then wanders; "b" then EOS has probability 0.4, more than any path through "a".
+    model = _BigramModel(_table({2: {4: 0.6, 5: 0.4}, 4: {3: 0.32, 4: 0.35, 5: 0.33}, 5: {3: 1.0}}))
+    cfg = SearchConfig(beam_size=3, length_penalty=0.0, max_len_a=1.0, max_len_b=2)
+    assert _tokens(greedy_search(model, SRC, LENGTHS, SPECIALS, cfg)) == [[[4, 4, 4, 4, 4]]] * 2
+    assert _tokens(beam_search(model, SRC, LENGTHS, SPECIALS, cfg)) == [[[5]]] * 2
+
+
+def test_a_longer_hypothesis_that_can_still_win_is_waited_for():
+    # Step 1 ranks "a EOS" (log 0.275) and "b EOS" (log 0.27) above "a c" (log 0.2585): with beam 2 both end,
+    # so a search that stops at k finished returns "a". But with alpha 2, "a c" normalised at its earliest
+    # finishing length (3) scores -1.353 / 1.778 = -0.76 > -0.95, so the search goes on and "a c EOS" wins.
+    table = _table({2: {4: 0.55, 5: 0.45}, 4: {3: 0.5, 6: 0.47, 4: 0.03}, 5: {3: 0.6, 6: 0.4}, 6: {3: 1.0}})
+    cfg = SearchConfig(beam_size=2, nbest=2, length_penalty=2.0, max_len_a=1.0, max_len_b=2)
+    nbest = beam_search(_BigramModel(table), SRC, LENGTHS, SPECIALS, cfg)[0]
+    assert [h.tokens for h in nbest] == [[4, 6], [4]]
+    assert nbest[0].score == pytest.approx(torch.tensor(0.2585).log().item() / (8 / 6) ** 2, abs=1e-5)
+
+
+def test_repetition_penalty_and_ngram_blocking_stop_a_loop():
+    loop = _BigramModel(_table({2: {4: 0.9, 5: 0.1}, 4: {4: 0.5, 5: 0.3, 3: 0.2}, 5: {4: 0.6, 3: 0.4}}))
+    plain = SearchConfig(beam_size=1, max_len_a=1.0, max_len_b=3)
+    assert _tokens(greedy_search(loop, SRC, LENGTHS, SPECIALS, plain))[0] == [[4, 4, 4, 4, 4, 4]]
+    penalised = SearchConfig(beam_size=1, max_len_a=1.0, max_len_b=3, repetition_penalty=3.0)
+    out = _tokens(greedy_search(loop, SRC, LENGTHS, SPECIALS, penalised))[0][0]
+    assert out[:2] == [4, 5] and len(out) < 6
+    blocked = SearchConfig(beam_size=2, max_len_a=1.0, max_len_b=3, no_repeat_ngram_size=2)
+    for hyp in beam_search(loop, SRC, LENGTHS, SPECIALS, blocked)[0]:
+        bigrams = list(zip(hyp.tokens, hyp.tokens[1:], strict=False))
+        assert len(bigrams) == len(set(bigrams)), hyp

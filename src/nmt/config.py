@@ -74,11 +74,44 @@ class LSTMAttnConfig:
 
 
 @dataclass
+class RNNConfig:
+    name: str = "rnn"
+    cell: str = "gru"  # rnn (Elman, tanh) | gru
+    embed_dim: int = 256
+    hidden_size: int = 256  # decoder size; a bidirectional encoder uses hidden_size // 2 per direction
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    bidirectional: bool = True
+    context: str = "every_step"  # every_step (Cho et al., 2014) | initial (Sutskever et al., 2014)
+    dropout: float = 0.2
+
+
+@dataclass
+class TransformerConfig:
+    name: str = "transformer"
+    d_model: int = 256
+    ffn_dim: int = 1024
+    heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    norm: str = "pre"  # pre | post (a final LayerNorm exactly when pre)
+    positions: str = "sinusoidal"  # sinusoidal | learned
+    max_positions: int = 1024  # learned positions only
+    activation: str = "relu"  # relu | gelu
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    share_embeddings: bool = True  # one matrix for source, target and output when the vocabulary is joint
+
+
+@dataclass
 class SearchConfig:
     beam_size: int = 1
     length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
     max_len_a: float = 1.5  # output length <= a * source length + b tokens
     max_len_b: int = 10
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already emitted (log-probabilities scaled by it)
+    no_repeat_ngram_size: int = 0  # > 0 blocks repeating any n-gram of this size
+    nbest: int = 1  # hypotheses returned per sentence (beam search; at most beam_size)
     batch_size: int = 64  # sentences per decoding batch
 
 
@@ -90,7 +123,7 @@ class OptimConfig:
     eps: float = 1e-9
     momentum: float = 0.0
     weight_decay: float = 0.0
-    scheduler: str = "inverse_sqrt"  # constant | inverse_sqrt | linear | cosine (each after warm-up)
+    scheduler: str = "inverse_sqrt"  # constant | inverse_sqrt | linear | cosine (each after warm-up) | noam
     warmup_steps: int = 200
     min_lr: float = 0.0
 
@@ -145,7 +178,7 @@ class TranslateConfig(SearchConfig):
     paths: PathsConfig = MISSING
 
 
-MODEL_SCHEMAS = {"lstm_attn": LSTMAttnConfig}
+MODEL_SCHEMAS = {"rnn": RNNConfig, "lstm_attn": LSTMAttnConfig, "transformer": TransformerConfig}
 
 
 def register_configs() -> None:

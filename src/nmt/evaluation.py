@@ -66,7 +66,7 @@ def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device,
     specials = data.tokenizer.specials
     metrics = teacher_forced_metrics(model, corpus, specials, max_tokens, device)
     outputs = translate_ids(model, [corpus.src_ids(i) for i in range(len(corpus))], specials, search_cfg, device)
-    hypotheses = [data.tokenizer.decode_tgt(ids) for ids in outputs]
+    hypotheses = [data.tokenizer.decode_tgt(hyps[0].tokens) for hyps in outputs]
     references = [ex.tgt for ex in examples]
     metrics.update(corpus_scores(hypotheses, references))
     metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)

@@ -43,7 +43,7 @@ def evaluate(cfg) -> dict:
     model, tokenizer, run_cfg = load_for_inference(path, device)
     sources, references, name = _test_set(cfg, run_cfg)
     print(f"nmt-eval: {path} on {name} ({len(sources)} sentences, beam {cfg.beam_size})", file=sys.stderr)
-    hypotheses = translate_texts(model, tokenizer, sources, cfg, device)
+    hypotheses = [nbest[0][0] for nbest in translate_texts(model, tokenizer, sources, cfg, device)]
     scores = corpus_scores(hypotheses, references)
     print(scores["bleu_line"])
     print(scores["chrf_line"])

@@ -23,8 +23,17 @@ def split_arguments(argv: list[str]) -> tuple[list[str], str]:
     return overrides, " ".join(words)
 
 
+def _format(nbest: list[tuple[str, float]]) -> str:
+    """The translation; with nbest > 1, one 'score<TAB>translation' line per hypothesis."""
+    if len(nbest) == 1:
+        return nbest[0][0]
+    return "\n".join(f"{score:.4f}\t{text}" for text, score in nbest)
+
+
 def _stream(lines, translate, normalize, batch_size: int, out) -> None:
-    """One output line per input line; an empty line stays empty. Flushes after each batch."""
+    """One output line per input line (nbest lines with nbest > 1); an empty line stays empty.
+
+    Flushes after each batch."""
     pending: list[str] = []
 
     def flush():
@@ -32,7 +41,7 @@ def _stream(lines, translate, normalize, batch_size: int, out) -> None:
         non_empty = [t for t in texts if t]
         translations = iter(translate(non_empty)) if non_empty else iter(())
         for text in texts:
-            out.write((next(translations) if text else "") + "\n")
+            out.write((_format(next(translations)) if text else "") + "\n")
         out.flush()
         pending.clear()
 
@@ -54,7 +63,7 @@ def _interactive(translate, normalize) -> None:
             return
         text = normalize(line)
         if text:
-            print(translate([text])[0])
+            print(_format(translate([text])[0]))
 
 
 @reports_errors("nmt-translate")
@@ -71,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         return translate_texts(model, tokenizer, texts, cfg, device)
 
     if text:
-        print(translate([normalize(text)])[0])
+        print(_format(translate([normalize(text)])[0]))
     elif sys.stdin.isatty():
         _interactive(translate, normalize)
     else:

@@ -6,15 +6,20 @@ from torch import nn
 
 from nmt.models.init import xavier_init
 from nmt.models.lstm_attn import LSTMAttention
+from nmt.models.rnn import RNNSeq2Seq
+from nmt.models.transformer import Transformer
 
-MODELS = {"lstm_attn": LSTMAttention}
+MODELS = {"rnn": RNNSeq2Seq, "lstm_attn": LSTMAttention, "transformer": Transformer}
 
 
-def build_model(cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int) -> nn.Module:
-    """Instantiate the model named by cfg.name (only nmt's own classes, whatever the config says)."""
+def build_model(cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False) -> nn.Module:
+    """Instantiate the model named by cfg.name (only nmt's own classes, whatever the config says).
+
+    joint_vocab: source and target share one vocabulary, so models may share their embeddings.
+    """
     if cfg.name not in MODELS:
         raise ValueError(f"unknown model '{cfg.name}'; known: {', '.join(MODELS)}")
-    model = MODELS[cfg.name](cfg, src_vocab_size, tgt_vocab_size, pad_id)
+    model = MODELS[cfg.name](cfg, src_vocab_size, tgt_vocab_size, pad_id, joint_vocab)
     xavier_init(model, forget_bias=cfg.get("forget_bias", 1.0))
     return model
 

@@ -14,13 +14,14 @@ class EncoderOut:
 
     memory: (batch, src_len, dim) encoder outputs
     mask:   (batch, src_len) bool, True at real (non-pad) positions
-    keys:   (batch, src_len, key_dim) attention keys computed once per sentence, or None
+    cache:  batch-first tensors derived from the memory once per sentence (attention keys/values), which
+            decoding steps reuse; their layout is the model's business
     final:  the encoder's final recurrent state (layers, batch, hidden), for models that start from it
     """
 
     memory: torch.Tensor
     mask: torch.Tensor
-    keys: Optional[torch.Tensor] = None
+    cache: tuple[torch.Tensor, ...] = ()
     final: Optional[LSTMState] = None
 
     def reorder(self, index: torch.Tensor) -> EncoderOut:
@@ -28,7 +29,7 @@ class EncoderOut:
         return EncoderOut(
             self.memory.index_select(0, index),
             self.mask.index_select(0, index),
-            None if self.keys is None else self.keys.index_select(0, index),
+            tuple(t.index_select(0, index) for t in self.cache),
             None if self.final is None else self.final.reorder(index),
         )
 

@@ -19,6 +19,7 @@ def xavier_init(model: nn.Module, forget_bias: float = 1.0) -> None:
     Linear layers named in `model.tanh_layers` get tanh's gain, the others gain 1; recurrent weight matrices are
     initialised gate by gate with the gain of that gate's nonlinearity; biases start at zero except the LSTM
     forget gate's, which starts at `forget_bias` so that early gradients flow through the cell.
+    A model with its own embedding recipe (the Transformer's scaled embeddings) applies it in reset_embeddings().
     """
     tanh_layers = set(getattr(model, "tanh_layers", ()))
     for name, module in model.named_modules():
@@ -33,6 +34,8 @@ def xavier_init(model: nn.Module, forget_bias: float = 1.0) -> None:
                 nn.init.zeros_(module.weight[module.padding_idx])
         elif isinstance(module, nn.RNNBase):
             _init_recurrent(module, forget_bias)
+    if hasattr(model, "reset_embeddings"):
+        model.reset_embeddings()
 
 
 def _init_recurrent(rnn: nn.RNNBase, forget_bias: float) -> None:

@@ -61,7 +61,7 @@ class LSTMAttention(nn.Module):
     # Layers whose output goes through tanh: Xavier init scales them by tanh's gain.
     tanh_layers = ("bridge_h", "combine", "attention.query_proj", "attention.memory_proj")
 
-    def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int):
+    def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
         super().__init__()
         hidden = cfg.hidden_size
         self.decoder_layers = cfg.decoder_layers
@@ -92,7 +92,7 @@ class LSTMAttention(nn.Module):
         memory, final = self.encoder(src, src_lengths)
         mask = src != self.tgt_embed.padding_idx
         mask[:, 0] |= src_lengths == 0  # an empty source attends to its single pad step
-        return EncoderOut(memory, mask, self.attention.keys(memory), final)
+        return EncoderOut(memory, mask, (self.attention.keys(memory),), final)
 
     def init_state(self, enc: EncoderOut) -> LSTMState:
         """Project the encoder's final h and c into the decoder; with fewer encoder layers, repeat the top one."""
@@ -108,7 +108,7 @@ class LSTMAttention(nn.Module):
         """
         x = self.dropout(self.tgt_embed(tgt_in))
         out, (h, c) = self.decoder(x, (state.h, state.c))
-        context, attn = self.attention(out, enc.memory, enc.mask, enc.keys)
+        context, attn = self.attention(out, enc.memory, enc.mask, enc.cache[0])
         attentional = self.dropout(torch.tanh(self.combine(torch.cat([out, context], dim=-1))))
         return self.output(attentional), LSTMState(h, c), attn
 

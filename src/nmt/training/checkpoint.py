@@ -86,6 +86,7 @@ def load_for_inference(path, device):
             tokenizer.src_vocab_size,
             tokenizer.tgt_vocab_size,
             tokenizer.specials.pad,
+            tokenizer.joint,
         )
         model.load_state_dict(ckpt["model"])
     except (KeyError, ValueError, RuntimeError) as e:

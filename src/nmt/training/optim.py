@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules (linear warm-up, then constant, inverse-sqrt, linear or cosine)."""
+"""Optimizers and learning-rate schedules (linear warm-up, then constant, inverse-sqrt, linear or cosine; noam)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,15 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     raise UserError(f"optim.name={cfg.name} is unknown: choose adam, adamw or sgd")
 
 
-def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate after `step` optimizer steps."""
+def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float, model_dim: int = 1) -> float:
+    """Multiplier of optim.lr after `step` optimizer steps.
+
+    noam (Vaswani et al., 2017): model_dim ** -0.5 * min(n ** -0.5, n * warmup ** -1.5) with n = step + 1, so
+    optim.lr is a scale (2.0 in the paper's recipe) rather than the peak rate. The others peak at optim.lr.
+    """
+    if kind == "noam":
+        n = step + 1
+        return model_dim**-0.5 * min(n**-0.5, n * max(warmup, 1) ** -1.5)
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if kind == "constant":
@@ -34,13 +41,18 @@ def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float) -
         return 1.0 - (1.0 - min_ratio) * progress
     if kind == "cosine":
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise UserError(f"optim.scheduler={kind} is unknown: choose constant, inverse_sqrt, linear or cosine")
+    raise UserError(f"optim.scheduler={kind} is unknown: choose constant, inverse_sqrt, linear, cosine or noam")
 
 
-def build_scheduler(cfg, optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule; its state (the step count) is saved with the optimizer's in checkpoints."""
-    lr_factor(cfg.warmup_steps, cfg.scheduler, cfg.warmup_steps, total_steps, 0.0)  # reject an unknown kind now
+def build_scheduler(cfg, optimizer, total_steps: int, model_dim: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule; its state (the step count) is saved with the optimizer's in checkpoints.
+
+    model_dim: the model's width (d_model or hidden_size), which only noam uses.
+    """
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, cfg.scheduler, cfg.warmup_steps, total_steps, min_ratio)
-    )
+
+    def factor(step: int) -> float:
+        return lr_factor(step, cfg.scheduler, cfg.warmup_steps, total_steps, min_ratio, model_dim)
+
+    factor(cfg.warmup_steps)  # reject an unknown kind now, not at the first step
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -117,7 +117,11 @@ class Trainer:
         self.specials = self.tokenizer.specials
         self.train_set = self.data.splits["train"]
         self.model = build_model(
-            cfg.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size, self.specials.pad
+            cfg.model,
+            self.tokenizer.src_vocab_size,
+            self.tokenizer.tgt_vocab_size,
+            self.specials.pad,
+            self.tokenizer.joint,
         ).to(self.device)
         self.sampler = TokenBatchSampler(
             self.train_set.src_lengths(),
@@ -129,7 +133,8 @@ class Trainer:
         )
         self.total_steps = tcfg.max_steps or tcfg.max_epochs * len(self.sampler)
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
-        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps)
+        model_dim = cfg.model.get("d_model") or cfg.model.get("hidden_size")
+        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_dim)
         self.progress = Progress()
         if tcfg.resume:
             self._resume(tcfg.resume)

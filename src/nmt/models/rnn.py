@@ -1,0 +1,104 @@
+"""The classic encoder-decoder without attention: Elman (tanh) or GRU cells, as people first write it.
+
+The encoder's final state, projected ("bridged"), starts the decoder. With context="every_step" the decoder also
+reads that summary vector at every step, beside the previous token, and the output layer sees it too (Cho et al.,
+2014); with context="initial" it is only the initial state (Sutskever et al., 2014).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from nmt.models.base import EncoderOut
+
+_CELLS = {"rnn": nn.RNN, "gru": nn.GRU}
+_CONTEXTS = ("every_step", "initial")
+
+
+@dataclass
+class RNNState:
+    """h: (layers, batch, hidden)"""
+
+    h: torch.Tensor
+
+    def reorder(self, index: torch.Tensor) -> RNNState:
+        return RNNState(self.h.index_select(1, index))
+
+
+class RNNSeq2Seq(nn.Module):
+    """Embeddings, a (bidirectional) multi-layer RNN encoder over packed sequences, a bridge, an RNN decoder."""
+
+    tanh_layers = ("bridge",)
+
+    def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
+        super().__init__()
+        if cfg.cell not in _CELLS:
+            raise ValueError(f"unknown cell '{cfg.cell}': choose {' or '.join(_CELLS)}")
+        if cfg.context not in _CONTEXTS:
+            raise ValueError(f"unknown context '{cfg.context}': choose {' or '.join(_CONTEXTS)}")
+        if cfg.bidirectional and cfg.hidden_size % 2:
+            raise ValueError(f"a bidirectional encoder needs an even hidden_size, got {cfg.hidden_size}")
+        cell, hidden = _CELLS[cfg.cell], cfg.hidden_size
+        self.every_step = cfg.context == "every_step"
+        self.bidirectional = cfg.bidirectional
+        self.decoder_layers = cfg.decoder_layers
+        self.src_embed = nn.Embedding(src_vocab_size, cfg.embed_dim, padding_idx=pad_id)
+        self.encoder = cell(
+            cfg.embed_dim,
+            hidden // 2 if cfg.bidirectional else hidden,
+            cfg.encoder_layers,
+            batch_first=True,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0,
+        )
+        self.bridge = nn.Linear(hidden, cfg.decoder_layers * hidden)
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, cfg.embed_dim, padding_idx=pad_id)
+        context_size = hidden if self.every_step else 0
+        self.decoder = cell(
+            cfg.embed_dim + context_size,
+            hidden,
+            cfg.decoder_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.decoder_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(hidden + context_size, tgt_vocab_size)
+
+    def encode(self, src, src_lengths) -> EncoderOut:
+        """src: (batch, src_len). The summary vector (batch, hidden) is the top layer's final state, both ways."""
+        x = self.dropout(self.src_embed(src))
+        packed = pack_padded_sequence(x, src_lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        out, h = self.encoder(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        summary = torch.cat([h[-2], h[-1]], dim=-1) if self.bidirectional else h[-1]
+        return EncoderOut(memory, src != self.src_embed.padding_idx, (summary,))
+
+    def init_state(self, enc: EncoderOut) -> RNNState:
+        summary = enc.cache[0]
+        h = torch.tanh(self.bridge(summary)).view(summary.size(0), self.decoder_layers, -1)
+        return RNNState(h.transpose(0, 1).contiguous())
+
+    def decode(self, tgt_in, state: RNNState, enc: EncoderOut):
+        """tgt_in: (batch, tgt_len) -> logits (batch, tgt_len, vocab), new state. One RNN call for all steps."""
+        x = self.dropout(self.tgt_embed(tgt_in))
+        if self.every_step:
+            context = enc.cache[0].unsqueeze(1).expand(-1, tgt_in.size(1), -1)
+            x = torch.cat([x, context], dim=-1)
+        out, h = self.decoder(x, state.h)
+        if self.every_step:
+            out = torch.cat([out, context], dim=-1)
+        return self.output(self.dropout(out)), RNNState(h)
+
+    def decode_step(self, prev_tokens, state: RNNState, enc: EncoderOut):
+        """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, no attention (None)."""
+        logits, state = self.decode(prev_tokens.unsqueeze(1), state, enc)
+        return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, None
+
+    def forward(self, src, src_lengths, tgt_in):
+        """Teacher-forced logits (batch, tgt_len, vocab) for the whole target in one pass."""
+        enc = self.encode(src, src_lengths)
+        return self.decode(tgt_in, self.init_state(enc), enc)[0]

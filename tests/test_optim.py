@@ -1,0 +1,37 @@
+"""Learning-rate schedules follow their formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nmt.training.optim import lr_factor
+
+
+def test_linear_warmup_then_inverse_sqrt():
+    assert lr_factor(0, "inverse_sqrt", 100, 1000, 0.0) == pytest.approx(0.01)
+    assert lr_factor(99, "inverse_sqrt", 100, 1000, 0.0) == pytest.approx(1.0)
+    assert lr_factor(399, "inverse_sqrt", 100, 1000, 0.0) == pytest.approx(0.5)
+
+
+def test_noam_matches_the_paper_formula_and_peaks_at_the_end_of_warmup():
+    d, warmup = 512, 4000
+    for step in (0, 999, 3999, 15999):
+        n = step + 1
+        assert lr_factor(step, "noam", warmup, 0, 0.0, d) == pytest.approx(d**-0.5 * min(n**-0.5, n * warmup**-1.5))
+    peak = lr_factor(warmup - 1, "noam", warmup, 0, 0.0, d)
+    assert peak > lr_factor(warmup - 100, "noam", warmup, 0, 0.0, d)
+    assert peak > lr_factor(warmup + 100, "noam", warmup, 0, 0.0, d)
+
+
+def test_linear_and_cosine_decay_reach_min_lr_at_the_end():
+    assert lr_factor(1000, "linear", 0, 1000, 0.1) == pytest.approx(0.1)
+    assert lr_factor(500, "linear", 0, 1000, 0.0) == pytest.approx(0.5)
+    assert lr_factor(1000, "cosine", 0, 1000, 0.1) == pytest.approx(0.1)
+    assert lr_factor(500, "cosine", 0, 1000, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def test_unknown_schedule_is_an_error():
+    with pytest.raises(ValueError, match=r"optim\.scheduler=warp"):
+        lr_factor(0, "warp", 0, 10, 0.0)
