@@ -6,9 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
-from nmt.config import register_configs
+from nmt.config import MODEL_SCHEMAS, register_configs
+from nmt.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +21,26 @@ TINY_SIZES = {
     "lstm_attn": {"embed_dim": 32, "hidden_size": 64, "encoder_layers": 1, "decoder_layers": 1},
     "transformer": {"d_model": 32, "ffn_dim": 64, "heads": 2, "encoder_layers": 2, "decoder_layers": 2},
 }
+
+
+def build_tiny(name, src_vocab_size=30, tgt_vocab_size=40, joint_vocab=False, seed=0, **overrides):
+    """Model `name` at its tiny size, without dropout (unless overridden), pad id 0, seeded."""
+    settings = {**TINY_SIZES[name], "dropout": 0.0, **overrides}
+    torch.manual_seed(seed)
+    return build_model(
+        OmegaConf.structured(MODEL_SCHEMAS[name](**settings)), src_vocab_size, tgt_vocab_size, 0, joint_vocab
+    )
+
+
+def padded_batch():
+    """src (4, 9) with padded rows 1 and 2, their lengths, tgt (4, 7) with a padded row 3; ids 4..29 / 4..39."""
+    torch.manual_seed(1)
+    src = torch.randint(4, 30, (4, 9))
+    src[1, 6:] = 0
+    src[2, 3:] = 0
+    tgt = torch.randint(4, 40, (4, 7))
+    tgt[3, 4:] = 0
+    return src, (src != 0).sum(1), tgt
 
 
 def tiny_model(name: str = "lstm_attn") -> list[str]:

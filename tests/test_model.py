@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from nmt.config import MODEL_SCHEMAS, LSTMAttnConfig, RNNConfig
 from nmt.models import MODELS, build_model
 from nmt.training.loss import sequence_loss
-from tests.conftest import TINY_SIZES
+from tests.conftest import build_tiny, padded_batch
 
 PAD = 0
 
@@ -20,26 +20,12 @@ VARIANTS = [
     ("lstm_attn", {"attention": "bahdanau", "bidirectional": False}),
     ("rnn", {"cell": "rnn", "context": "every_step"}),
     ("rnn", {"cell": "gru", "context": "initial", "encoder_layers": 2, "decoder_layers": 2}),
-    ("transformer", {"norm": "pre"}),
+    ("transformer", {"norm": "pre", "positions": "sinusoidal"}),
+    ("transformer", {"norm": "pre", "positions": "learned"}),
+    ("transformer", {"norm": "post", "positions": "sinusoidal"}),
     ("transformer", {"norm": "post", "positions": "learned"}),
 ]
 IDS = [f"{name}-" + "-".join(str(v) for v in options.values()) for name, options in VARIANTS]
-
-
-def _model(name, **overrides):
-    cfg = OmegaConf.structured(MODEL_SCHEMAS[name](**{**TINY_SIZES[name], "dropout": 0.0, **overrides}))
-    torch.manual_seed(0)
-    return build_model(cfg, src_vocab_size=30, tgt_vocab_size=40, pad_id=PAD)
-
-
-def _batch():
-    torch.manual_seed(1)
-    src = torch.randint(4, 30, (4, 9))
-    src[1, 6:] = PAD
-    src[2, 3:] = PAD
-    tgt = torch.randint(4, 40, (4, 7))
-    tgt[3, 4:] = PAD
-    return src, (src != PAD).sum(1), tgt
 
 
 def test_every_registered_model_is_tested():
@@ -48,8 +34,8 @@ def test_every_registered_model_is_tested():
 
 @pytest.mark.parametrize(("name", "options"), VARIANTS, ids=IDS)
 def test_every_parameter_receives_a_gradient(name, options):
-    model = _model(name, **options)
-    src, lengths, tgt = _batch()
+    model = build_tiny(name, **options)
+    src, lengths, tgt = padded_batch()
     sequence_loss(model(src, lengths, tgt), tgt, PAD, 0.1).loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient reaches {missing}"
@@ -57,8 +43,8 @@ def test_every_parameter_receives_a_gradient(name, options):
 
 @pytest.mark.parametrize(("name", "options"), VARIANTS, ids=IDS)
 def test_step_by_step_decoding_equals_the_whole_sequence_pass(name, options):
-    model = _model(name, **options).eval()
-    src, lengths, tgt = _batch()
+    model = build_tiny(name, **options).eval()
+    src, lengths, tgt = padded_batch()
     full = torch.log_softmax(model(src, lengths, tgt), dim=-1)
     enc = model.encode(src, lengths)
     state = model.init_state(enc)
@@ -72,8 +58,8 @@ def test_step_by_step_decoding_equals_the_whole_sequence_pass(name, options):
 
 @pytest.mark.parametrize(("name", "options"), VARIANTS, ids=IDS)
 def test_an_all_padding_row_gives_finite_loss_and_gradients(name, options):
-    model = _model(name, **options)
-    src, lengths, tgt = _batch()
+    model = build_tiny(name, **options)
+    src, lengths, tgt = padded_batch()
     src[0] = PAD
     lengths[0] = 0
     out = sequence_loss(model(src, lengths, tgt), tgt, PAD, 0.1)
@@ -142,4 +128,4 @@ def test_gru_gates_get_their_own_gains():
 @pytest.mark.parametrize(("name", "kwargs"), [("lstm_attn", {"attention": "cosine"}), ("rnn", {"cell": "lstm2"})])
 def test_unknown_options_are_errors(name, kwargs):
     with pytest.raises(ValueError, match="unknown"):
-        _model(name, **kwargs)
+        build_tiny(name, **kwargs)

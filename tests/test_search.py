@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from nmt.config import MODEL_SCHEMAS, SearchConfig
+from nmt.config import SearchConfig
 from nmt.data import SpecialIds
 from nmt.decoding import beam_search, greedy_search
 from nmt.decoding.search import output_limits
-from nmt.models import MODELS, build_model
+from nmt.models import MODELS
 from nmt.models.base import EncoderOut, LSTMState
-from tests.conftest import TINY_SIZES
+from tests.conftest import build_tiny
 
 SPECIALS = SpecialIds(pad=0, unk=1, bos=2, eos=3)
-
-
-def _model(name: str, seed: int):
-    cfg = OmegaConf.structured(MODEL_SCHEMAS[name](dropout=0.0, **TINY_SIZES[name]))
-    torch.manual_seed(seed)
-    return build_model(cfg, src_vocab_size=25, tgt_vocab_size=25, pad_id=SPECIALS.pad).eval()
 
 
 def _sources(seed: int):
@@ -41,7 +34,7 @@ def test_beam_of_one_equals_greedy(name):
     # With alpha 0 a finished hypothesis can never be beaten by its runner-up, so beam 1 is exactly greedy.
     cfg = SearchConfig(beam_size=1, length_penalty=0.0, max_len_a=1.5, max_len_b=4)
     for seed in range(3):
-        model, (src, lengths) = _model(name, seed), _sources(seed)
+        model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=seed), _sources(seed)
         greedy = greedy_search(model, src, lengths, SPECIALS, cfg)
         beam = beam_search(model, src, lengths, SPECIALS, cfg)
         assert _tokens(beam) == _tokens(greedy)
@@ -52,7 +45,7 @@ def test_beam_of_one_equals_greedy(name):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_outputs_never_exceed_the_length_limit_and_contain_no_specials(name):
     # An untrained model rarely emits EOS, so the limit is what stops it.
-    model, (src, lengths) = _model(name, 1), _sources(1)
+    model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=1), _sources(1)
     limits = output_limits(lengths, 0.5, 2).tolist()
     for k in (1, 3, 5):
         cfg = SearchConfig(beam_size=k, nbest=k, max_len_a=0.5, max_len_b=2)
@@ -65,7 +58,7 @@ def test_outputs_never_exceed_the_length_limit_and_contain_no_specials(name):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_nbest_gives_n_distinct_hypotheses_with_sorted_scores(name):
-    model, (src, lengths) = _model(name, 2), _sources(2)
+    model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=2), _sources(2)
     cfg = SearchConfig(beam_size=5, nbest=4, max_len_a=1.0, max_len_b=3)
     for nbest in beam_search(model, src, lengths, SPECIALS, cfg):
         assert len(nbest) == 4
@@ -75,7 +68,7 @@ def test_nbest_gives_n_distinct_hypotheses_with_sorted_scores(name):
 
 
 def test_nbest_larger_than_the_beam_is_an_error():
-    model, (src, lengths) = _model("lstm_attn", 0), _sources(0)
+    model, (src, lengths) = build_tiny("lstm_attn", src_vocab_size=25, tgt_vocab_size=25), _sources(0)
     with pytest.raises(ValueError, match="nbest=6"):
         beam_search(model, src, lengths, SPECIALS, SearchConfig(beam_size=5, nbest=6))
 

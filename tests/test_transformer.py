@@ -1,67 +1,27 @@
-"""The Transformer: gradient flow, cached decoding equal to teacher forcing, padding, tying, search, learning."""
+"""Transformer specifics: the decoding cache, source padding, tied embeddings, their init, pre/post-norm training.
+
+What every model must do (gradients, step decoding equal to teacher forcing, padding rows, search) is in
+test_model.py and test_search.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from nmt.config import SearchConfig, TransformerConfig
 from nmt.data import SpecialIds
-from nmt.decoding import beam_search, greedy_search
-from nmt.models import build_model
 from nmt.training.loss import sequence_loss
-from tests.conftest import TINY_SIZES
+from tests.conftest import build_tiny, padded_batch
 
 SPECIALS = SpecialIds(pad=0, unk=1, bos=2, eos=3)
 PAD = SPECIALS.pad
 SETTINGS = [(norm, positions) for norm in ("pre", "post") for positions in ("sinusoidal", "learned")]
 
 
-def _model(src_vocab_size=30, tgt_vocab_size=40, joint_vocab=False, seed=0, **overrides):
-    settings = {**TINY_SIZES["transformer"], "dropout": 0.0, **overrides}
-    cfg = OmegaConf.structured(TransformerConfig(**settings))
-    torch.manual_seed(seed)
-    return build_model(cfg, src_vocab_size, tgt_vocab_size, PAD, joint_vocab)
-
-
-def _batch():
-    torch.manual_seed(1)
-    src = torch.randint(4, 30, (4, 9))
-    src[1, 6:] = PAD
-    src[2, 3:] = PAD
-    tgt = torch.randint(4, 40, (4, 7))
-    tgt[3, 4:] = PAD
-    return src, (src != PAD).sum(1), tgt
-
-
-@pytest.mark.parametrize(("norm", "positions"), SETTINGS)
-def test_every_parameter_receives_a_gradient(norm, positions):
-    model = _model(norm=norm, positions=positions, dropout=0.1, attention_dropout=0.1)
-    src, lengths, tgt = _batch()
-    sequence_loss(model(src, lengths, tgt), tgt, PAD, 0.1).loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not missing, f"no gradient reaches {missing}"
-
-
-@pytest.mark.parametrize(("norm", "positions"), SETTINGS)
-def test_step_by_step_decoding_equals_teacher_forcing(norm, positions):
-    model = _model(norm=norm, positions=positions).eval()
-    src, lengths, tgt = _batch()
-    with torch.no_grad():
-        full = torch.log_softmax(model(src, lengths, tgt), dim=-1)
-        enc = model.encode(src, lengths)
-        state = model.init_state(enc)
-        for t in range(tgt.size(1)):
-            log_probs, state, attn = model.decode_step(tgt[:, t], state, enc)
-            torch.testing.assert_close(log_probs, full[:, t], rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(attn.sum(-1), torch.ones(4))
-            assert (attn[1, 6:] == 0).all() and (attn[2, 3:] == 0).all(), "attention must not look at padding"
-
-
 def test_a_step_runs_only_the_new_token_and_equals_recomputing_the_prefix():
-    model = _model().eval()
-    src, lengths, tgt = _batch()
+    model = build_tiny(
+        "transformer",
+    ).eval()
+    src, lengths, tgt = padded_batch()
     query_lengths = []
     # Counts the target positions that the first decoder layer computes queries for.
     model.decoder[0].self_attn.query.register_forward_hook(lambda m, x, out: query_lengths.append(out.size(1)))
@@ -79,7 +39,9 @@ def test_a_step_runs_only_the_new_token_and_equals_recomputing_the_prefix():
 
 
 def test_source_padding_does_not_change_the_real_tokens():
-    model = _model().eval()
+    model = build_tiny(
+        "transformer",
+    ).eval()
     alone = torch.tensor([[5, 9, 14, 7, 22]])
     batch = torch.full((2, 9), PAD)
     batch[0] = torch.randint(4, 30, (9,))
@@ -97,50 +59,21 @@ def test_source_padding_does_not_change_the_real_tokens():
 
 
 def test_shared_embeddings_are_one_matrix_only_with_a_joint_vocabulary():
-    joint = _model(src_vocab_size=40, joint_vocab=True)
+    joint = build_tiny("transformer", src_vocab_size=40, joint_vocab=True)
     pointers = {m.weight.data_ptr() for m in (joint.src_embed, joint.tgt_embed, joint.output)}
     assert len(pointers) == 1
-    separate = _model(src_vocab_size=40, joint_vocab=False)
+    separate = build_tiny("transformer", src_vocab_size=40, joint_vocab=False)
     assert separate.src_embed.weight.data_ptr() != separate.tgt_embed.weight.data_ptr()
     assert separate.tgt_embed.weight.data_ptr() == separate.output.weight.data_ptr()
-    untied = _model(src_vocab_size=40, joint_vocab=True, share_embeddings=False)
+    untied = build_tiny("transformer", src_vocab_size=40, joint_vocab=True, share_embeddings=False)
     assert len({m.weight.data_ptr() for m in (untied.src_embed, untied.tgt_embed, untied.output)}) == 3
 
 
 def test_embeddings_start_at_the_transformer_scale_with_zero_padding():
-    model = _model(positions="learned", d_model=64, heads=4)
+    model = build_tiny("transformer", positions="learned", d_model=64, heads=4)
     for embedding in (model.src_embed, model.tgt_embed, model.positions):
         assert abs(embedding.weight.std().item() - 64**-0.5) < 0.2 * 64**-0.5
     assert torch.all(model.src_embed.weight[PAD] == 0) and torch.all(model.tgt_embed.weight[PAD] == 0)
-
-
-@pytest.mark.parametrize("norm", ["pre", "post"])
-def test_an_all_padding_row_gives_finite_loss_and_gradients(norm):
-    model = _model(norm=norm)
-    src, lengths, tgt = _batch()
-    src[0] = PAD
-    lengths[0] = 0
-    out = sequence_loss(model(src, lengths, tgt), tgt, PAD, 0.1)
-    out.loss.backward()
-    assert torch.isfinite(out.loss)
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-
-
-def test_beam_of_one_equals_greedy():
-    # With alpha 0 a finished hypothesis can never be beaten by its runner-up, so beam 1 is exactly greedy.
-    cfg = SearchConfig(beam_size=1, length_penalty=0.0, max_len_a=1.5, max_len_b=4)
-    g = torch.Generator().manual_seed(5)
-    src = torch.randint(4, 25, (6, 8), generator=g)
-    lengths = torch.tensor([8, 7, 5, 3, 1, 6])
-    for i, n in enumerate(lengths):
-        src[i, n:] = PAD
-    for seed in range(3):
-        model = _model(src_vocab_size=25, tgt_vocab_size=25, joint_vocab=True, seed=seed).eval()
-        greedy = greedy_search(model, src, lengths, SPECIALS, cfg)
-        beam = beam_search(model, src, lengths, SPECIALS, cfg)
-        assert [h[0].tokens for h in beam] == [h[0].tokens for h in greedy]
-        for g_hyps, b_hyps in zip(greedy, beam, strict=True):
-            assert g_hyps[0].score == pytest.approx(b_hyps[0].score, abs=1e-4)
 
 
 def _copy_batch(g, size):
@@ -160,7 +93,7 @@ def _copy_batch(g, size):
 @pytest.mark.slow
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_learns_to_copy(norm):
-    model = _model(src_vocab_size=20, tgt_vocab_size=20, joint_vocab=True, norm=norm)
+    model = build_tiny("transformer", src_vocab_size=20, tgt_vocab_size=20, joint_vocab=True, norm=norm)
     g = torch.Generator().manual_seed(0)
     held_out = _copy_batch(g, 64)
 
@@ -184,6 +117,6 @@ def test_learns_to_copy(norm):
 
 def test_bad_settings_are_errors():
     with pytest.raises(ValueError, match="unknown norm"):
-        _model(norm="sandwich")
+        build_tiny("transformer", norm="sandwich")
     with pytest.raises(ValueError, match="heads"):
-        _model(heads=3)
+        build_tiny("transformer", heads=3)
