@@ -129,6 +129,18 @@ class OptimConfig:
 
 
 @dataclass
+class TeacherForcingConfig:
+    schedule: str = "constant"  # constant | linear | exponential | inverse_sigmoid
+    ratio: float = 1.0  # constant: the probability of feeding the gold token
+    k: float = 1.0  # linear: start value; exponential: base (< 1); inverse_sigmoid: k (>= 1)
+    c: float = 0.0  # linear: decrease per unit
+    min_ratio: float = 0.0  # linear: floor (eps_min)
+    unit: str = "step"  # step | epoch: what i counts
+    coin: str = "token"  # token: one coin per target token (Bengio et al.) | step: one per time step for the batch
+    feed: str = "argmax"  # argmax | sample: the model's token fed back when the coin says so
+
+
+@dataclass
 class TrainerConfig:
     max_epochs: int = 10
     max_steps: Optional[int] = None  # stop after this many optimizer steps (wins over max_epochs)
@@ -154,6 +166,7 @@ class TrainConfig:
     data: DataConfig = MISSING
     trainer: TrainerConfig = MISSING
     optim: OptimConfig = MISSING
+    teacher_forcing: TeacherForcingConfig = MISSING
     paths: PathsConfig = MISSING
     seed: int = 1234
 
@@ -192,6 +205,7 @@ def register_configs() -> None:
     cs.store(group="data", name="data_schema", node=DataConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="optim", name="optim_schema", node=OptimConfig)
+    cs.store(group="teacher_forcing", name="teacher_forcing_schema", node=TeacherForcingConfig)
     for name, schema in MODEL_SCHEMAS.items():
         cs.store(group="model", name=f"{name}_schema", node=schema)
 

@@ -10,6 +10,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from nmt.data.batching import TokenBatchSampler, collate
 from nmt.decoding import translate_ids
+from nmt.decoding.search import output_limits
 from nmt.training.loss import sequence_loss
 
 
@@ -28,6 +29,19 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
         "bleu_line": bleu_score.format(signature=bleu_signature),
         "chrf_line": chrf_score.format(signature=chrf_signature),
     }
+
+
+def free_running_failures(hypotheses, source_lengths, search_cfg) -> dict:
+    """Shares of outputs that hit the length limit without emitting EOS, and that repeat a token 4+ times in a row.
+
+    hypotheses: token lists (EOS excluded); source_lengths: their sources' lengths. These are the symptoms of
+    exposure bias that teacher-forced accuracy does not show.
+    """
+    limits = output_limits(torch.as_tensor(source_lengths), search_cfg.max_len_a, search_cfg.max_len_b).tolist()
+    no_eos = sum(len(tokens) >= limit for tokens, limit in zip(hypotheses, limits, strict=True))
+    repeats = sum(any(len(set(t[i : i + 4])) == 1 for i in range(len(t) - 3)) for t in hypotheses)
+    n = max(len(hypotheses), 1)
+    return {"no_eos_rate": no_eos / n, "repeat_rate": repeats / n}
 
 
 def perplexity(nll_per_token: float) -> float:
@@ -65,8 +79,10 @@ def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device,
         corpus, examples = corpus.select(keep), [examples[i] for i in keep]
     specials = data.tokenizer.specials
     metrics = teacher_forced_metrics(model, corpus, specials, max_tokens, device)
-    outputs = translate_ids(model, [corpus.src_ids(i) for i in range(len(corpus))], specials, search_cfg, device)
-    hypotheses = [data.tokenizer.decode_tgt(hyps[0].tokens) for hyps in outputs]
+    sources = [corpus.src_ids(i) for i in range(len(corpus))]
+    best = [hyps[0].tokens for hyps in translate_ids(model, sources, specials, search_cfg, device)]
+    metrics.update(free_running_failures(best, [len(s) for s in sources], search_cfg))
+    hypotheses = [data.tokenizer.decode_tgt(tokens) for tokens in best]
     references = [ex.tgt for ex in examples]
     metrics.update(corpus_scores(hypotheses, references))
     metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)

@@ -101,16 +101,22 @@ class LSTMAttention(nn.Module):
             h, c = (s[-1:].expand(self.decoder_layers, -1, -1) for s in (h, c))
         return LSTMState(torch.tanh(self.bridge_h(h)).contiguous(), self.bridge_c(c).contiguous())
 
-    def decode(self, tgt_in, state: LSTMState, enc: EncoderOut):
-        """Run the decoder over given input tokens.
+    def decode_hidden(self, tgt_in, state: LSTMState, enc: EncoderOut):
+        """Run the decoder over given input tokens, up to the features the output layer reads.
 
-        tgt_in: (batch, tgt_len) -> logits (batch, tgt_len, vocab), new state, attention (batch, tgt_len, src_len)
+        tgt_in: (batch, tgt_len) -> attentional vectors (batch, tgt_len, hidden), new state,
+        attention (batch, tgt_len, src_len)
         """
         x = self.dropout(self.tgt_embed(tgt_in))
         out, (h, c) = self.decoder(x, (state.h, state.c))
         context, attn = self.attention(out, enc.memory, enc.mask, enc.cache[0])
         attentional = self.dropout(torch.tanh(self.combine(torch.cat([out, context], dim=-1))))
-        return self.output(attentional), LSTMState(h, c), attn
+        return attentional, LSTMState(h, c), attn
+
+    def decode(self, tgt_in, state: LSTMState, enc: EncoderOut):
+        """tgt_in: (batch, tgt_len) -> logits (batch, tgt_len, vocab), new state, attention"""
+        features, state, attn = self.decode_hidden(tgt_in, state, enc)
+        return self.output(features), state, attn
 
     def decode_step(self, prev_tokens, state: LSTMState, enc: EncoderOut):
         """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, attention (batch, src_len)"""

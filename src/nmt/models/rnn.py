@@ -82,8 +82,9 @@ class RNNSeq2Seq(nn.Module):
         h = torch.tanh(self.bridge(summary)).view(summary.size(0), self.decoder_layers, -1)
         return RNNState(h.transpose(0, 1).contiguous())
 
-    def decode(self, tgt_in, state: RNNState, enc: EncoderOut):
-        """tgt_in: (batch, tgt_len) -> logits (batch, tgt_len, vocab), new state. One RNN call for all steps."""
+    def decode_hidden(self, tgt_in, state: RNNState, enc: EncoderOut):
+        """tgt_in: (batch, tgt_len) -> the features the output layer reads (batch, tgt_len, features), new state,
+        no attention (None). One RNN call for all steps."""
         x = self.dropout(self.tgt_embed(tgt_in))
         if self.every_step:
             context = enc.cache[0].unsqueeze(1).expand(-1, tgt_in.size(1), -1)
@@ -91,11 +92,16 @@ class RNNSeq2Seq(nn.Module):
         out, h = self.decoder(x, state.h)
         if self.every_step:
             out = torch.cat([out, context], dim=-1)
-        return self.output(self.dropout(out)), RNNState(h)
+        return self.dropout(out), RNNState(h), None
+
+    def decode(self, tgt_in, state: RNNState, enc: EncoderOut):
+        """tgt_in: (batch, tgt_len) -> logits (batch, tgt_len, vocab), new state, None"""
+        features, state, attn = self.decode_hidden(tgt_in, state, enc)
+        return self.output(features), state, attn
 
     def decode_step(self, prev_tokens, state: RNNState, enc: EncoderOut):
         """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, no attention (None)."""
-        logits, state = self.decode(prev_tokens.unsqueeze(1), state, enc)
+        logits, state, _ = self.decode(prev_tokens.unsqueeze(1), state, enc)
         return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, None
 
     def forward(self, src, src_lengths, tgt_in):

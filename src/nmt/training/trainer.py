@@ -29,6 +29,7 @@ from nmt.training.checkpoint import (
 )
 from nmt.training.loss import sequence_loss
 from nmt.training.optim import build_optimizer, build_scheduler
+from nmt.training.teacher_forcing import forced_logits, tf_ratio
 
 log = logging.getLogger("nmt.train")
 
@@ -191,12 +192,16 @@ class Trainer:
         m = evaluate_split(
             self.model, self.data, "dev", tcfg.search, tcfg.max_tokens, self.device, tcfg.dev_max_sentences
         )
-        for key, tb in (("loss", "loss"), ("ppl", "ppl"), ("acc", "token_acc"), ("bleu", "bleu"), ("chrf", "chrf")):
+        tb_names = {"loss": "loss", "ppl": "ppl", "acc": "token_acc", "bleu": "bleu", "chrf": "chrf"}
+        for key, tb in {**tb_names, "no_eos_rate": "no_eos_rate", "repeat_rate": "repeat_rate"}.items():
             self.writer.add_scalar(f"dev/{tb}", m[key], p.step)
         improved = m["bleu"] > p.best_bleu
+        # Teacher-forced and free-running side by side: the gap between them is exposure bias.
         log.info(
-            "step %d dev: loss %.3f | ppl %.2f | acc %.1f%% | BLEU %.2f | chrF %.2f%s",
-            p.step, m["loss"], m["ppl"], 100 * m["acc"], m["bleu"], m["chrf"], " (best)" if improved else "",
+            "step %d dev: teacher-forced loss %.3f | ppl %.2f | acc %.1f%% || free-running BLEU %.2f | chrF %.2f "
+            "| no EOS %.1f%% | 4+ repeats %.1f%%%s",
+            p.step, m["loss"], m["ppl"], 100 * m["acc"], m["bleu"], m["chrf"], 100 * m["no_eos_rate"],
+            100 * m["repeat_rate"], " (best)" if improved else "",
         )
         samples = list(zip(m["sources"], m["references"], m["hypotheses"], strict=True))
         text = "\n\n".join(f"    src: {s}\n    ref: {r}\n    hyp: {h}" for s, r, h in samples[: tcfg.num_samples])
@@ -221,11 +226,18 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------------------------------
 
+    def current_tf_ratio(self) -> float:
+        """The teacher-forcing ratio now: a function of step and epoch, so a resumed run continues the schedule."""
+        return tf_ratio(self.cfg.teacher_forcing, self.progress.step, self.progress.epoch)
+
     def _train_step(self, indices, meter: _Meter) -> None:
         tcfg = self.cfg.trainer
         batch = collate(self.train_set, indices, self.specials).to(self.device)
         self.model.train()
-        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+        ratio = self.current_tf_ratio()
+        logits = forced_logits(
+            self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio
+        )
         out = sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -242,12 +254,14 @@ class Trainer:
             if key != "sec_per_step":
                 self.writer.add_scalar(f"train/{key}", value, step)
         self.writer.add_scalar("train/lr", lr, step)
+        ratio = self.current_tf_ratio()
+        self.writer.add_scalar("train/tf_ratio", ratio, step)
         eta = _format_eta((self.total_steps - step) * m["sec_per_step"])
         log.info(
-            "step %d/%d | epoch %d | loss %.3f | ppl %.2f (p(token) %.3f) | acc %.1f%% | lr %.2e | grad norm %.2f "
-            "| clipped %.0f%% | %.0f tok/s | ETA %s",
+            "step %d/%d | epoch %d | loss %.3f | ppl %.2f (p(token) %.3f) | acc %.1f%% | teacher forcing %.2f "
+            "| lr %.2e | grad norm %.2f | clipped %.0f%% | %.0f tok/s | ETA %s",
             step, self.total_steps, self.progress.epoch + 1, m["loss"], m["ppl"], 1 / m["ppl"],
-            100 * m["token_acc"], lr, m["grad_norm"], 100 * m["clip_rate"], m["tokens_per_sec"], eta,
+            100 * m["token_acc"], ratio, lr, m["grad_norm"], 100 * m["clip_rate"], m["tokens_per_sec"], eta,
         )
         bar.set_postfix(loss=f"{m['loss']:.3f}", ppl=f"{m['ppl']:.1f}", tok_s=f"{m['tokens_per_sec']:.0f}")
         meter.reset()
@@ -328,5 +342,5 @@ class Trainer:
 
 def _scores(m: dict) -> dict:
     """The JSON-able metrics of an evaluation (no texts)."""
-    keys = ("loss", "ppl", "acc", "bleu", "chrf", "bleu_signature", "chrf_signature")
+    keys = ("loss", "ppl", "acc", "bleu", "chrf", "no_eos_rate", "repeat_rate", "bleu_signature", "chrf_signature")
     return {k: m[k] for k in keys if k in m}
