@@ -18,7 +18,8 @@ import time
 from hydra import compose, initialize_config_module
 
 from nmt.config import register_configs
-from nmt.training.trainer import Trainer, _Meter
+from nmt.training.monitor import Meter
+from nmt.training.trainer import Trainer
 
 
 def tokens_per_second(overrides: list[str], windows: int, window: int) -> list[float]:
@@ -30,7 +31,7 @@ def tokens_per_second(overrides: list[str], windows: int, window: int) -> list[f
         batches = trainer.sampler.batches(0)
         rates = []
         for w in range(windows + 1):
-            meter = _Meter(trainer.device)
+            meter = Meter(trainer.device)
             start = time.perf_counter()
             for indices in batches[w * window : (w + 1) * window]:
                 trainer._train_step(indices, meter)

@@ -157,6 +157,10 @@ class TrainerConfig:
     resume: Optional[str] = None  # run directory or checkpoint
     deterministic: bool = False
     progress_bar: bool = True
+    max_nonfinite_steps: int = 5  # steps in a row with a non-finite loss or gradient (skipped) before stopping
+    attention_samples: int = 2  # dev sentences whose attention heatmaps go to TensorBoard at each evaluation
+    profile: bool = False  # record a torch.profiler trace of a few steps into tb/profile
+    profile_steps: int = 5
     search: SearchConfig = field(default_factory=SearchConfig)
 
 

@@ -86,4 +86,5 @@ def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device,
     references = [ex.tgt for ex in examples]
     metrics.update(corpus_scores(hypotheses, references))
     metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)
+    metrics.update(source_ids=sources, hypothesis_ids=best)
     return metrics

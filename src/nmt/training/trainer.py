@@ -7,7 +7,6 @@ import logging
 import math
 import random
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nmt.data import TokenBatchSampler, collate, prepare_data
-from nmt.evaluation import evaluate_split, perplexity
+from nmt.evaluation import evaluate_split
 from nmt.models import build_model, count_parameters, describe
 from nmt.training.checkpoint import (
     CheckpointError,
@@ -28,6 +27,18 @@ from nmt.training.checkpoint import (
     save_checkpoint,
 )
 from nmt.training.loss import sequence_loss
+from nmt.training.monitor import (
+    Meter,
+    TrainingStopped,
+    attention_figure,
+    attention_map,
+    find_nonfinite,
+    format_eta,
+    grads_by_group,
+    hparams,
+    profiler,
+    weights_finite,
+)
 from nmt.training.optim import build_optimizer, build_scheduler
 from nmt.training.teacher_forcing import forced_logits, tf_ratio
 
@@ -44,60 +55,13 @@ class Progress:
     best_bleu: float = -1.0
     bad_evals: int = 0  # evaluations since dev BLEU last improved
     last_eval_step: int = -1
+    skipped_steps: int = 0  # steps whose loss or gradient was non-finite
 
 
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(spec)
-
-
-class _Meter:
-    """Sums of the training metrics between two log lines, kept on the device until they are read."""
-
-    def __init__(self, device):
-        self.device = device
-        self.reset()
-
-    def reset(self):
-        self.loss = torch.zeros((), device=self.device)
-        self.nll = torch.zeros((), device=self.device)
-        self.tokens = torch.zeros((), device=self.device, dtype=torch.long)
-        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
-        self.grad_norm = torch.zeros((), device=self.device)
-        self.clipped = torch.zeros((), device=self.device)
-        self.steps = 0
-        self.start = time.perf_counter()
-
-    def add(self, out, grad_norm, clip):
-        self.loss += out.loss.detach()
-        self.nll += out.nll_sum
-        self.tokens += out.n_tokens
-        self.correct += out.n_correct
-        self.grad_norm += grad_norm
-        if clip is not None:
-            self.clipped += (grad_norm > clip).float()
-        self.steps += 1
-
-    def read(self) -> dict:
-        tokens = max(int(self.tokens), 1)
-        elapsed = time.perf_counter() - self.start
-        nll = float(self.nll) / tokens
-        return {
-            "loss": float(self.loss) / self.steps,
-            "ppl": perplexity(nll),
-            "token_acc": float(self.correct) / tokens,
-            "grad_norm": float(self.grad_norm) / self.steps,
-            "clip_rate": float(self.clipped) / self.steps,
-            "tokens_per_sec": tokens / elapsed,
-            "sec_per_step": elapsed / self.steps,
-        }
-
-
-def _format_eta(seconds: float) -> str:
-    minutes, sec = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
 
 
 class Trainer:
@@ -137,6 +101,7 @@ class Trainer:
         model_dim = cfg.model.get("d_model") or cfg.model.get("hidden_size")
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_dim)
         self.progress = Progress()
+        self.nonfinite_in_a_row = 0
         if tcfg.resume:
             self._resume(tcfg.resume)
         self.writer = SummaryWriter(str(self.run_dir / "tb"))
@@ -200,17 +165,30 @@ class Trainer:
         log.info(
             "step %d dev: teacher-forced loss %.3f | ppl %.2f | acc %.1f%% || free-running BLEU %.2f | chrF %.2f "
             "| no EOS %.1f%% | 4+ repeats %.1f%%%s",
-            p.step, m["loss"], m["ppl"], 100 * m["acc"], m["bleu"], m["chrf"], 100 * m["no_eos_rate"],
-            100 * m["repeat_rate"], " (best)" if improved else "",
+            p.step,
+            m["loss"],
+            m["ppl"],
+            100 * m["acc"],
+            m["bleu"],
+            m["chrf"],
+            100 * m["no_eos_rate"],
+            100 * m["repeat_rate"],
+            " (best)" if improved else "",
         )
         samples = list(zip(m["sources"], m["references"], m["hypotheses"], strict=True))
         text = "\n\n".join(f"    src: {s}\n    ref: {r}\n    hyp: {h}" for s, r, h in samples[: tcfg.num_samples])
         log.info("samples:\n%s", text)
         self.writer.add_text("dev/samples", text.replace("\n", "  \n"), p.step)
+        self._attention_images(m)
         samples_dir = self.run_dir / "samples"
         samples_dir.mkdir(exist_ok=True)
         (samples_dir / f"step-{p.step:07d}.txt").write_text("\n".join(m["hypotheses"]) + "\n", encoding="utf-8")
 
+        if not weights_finite(self.model):
+            raise TrainingStopped(
+                f"step {p.step}: the weights are no longer finite; no checkpoint written over "
+                f"{self.ckpt_dir} — lower optim.lr"
+            )
         if improved:
             p.best_bleu, p.bad_evals = m["bleu"], 0
             save_checkpoint(self.ckpt_dir / "best.pt", {**self._payload(False), "dev": _scores(m), "step": p.step})
@@ -224,44 +202,100 @@ class Trainer:
             return True
         return False
 
+    def _attention_images(self, m: dict) -> None:
+        """Heatmaps of the decoder's attention over the first few evaluated dev sentences (attention models)."""
+        for i in range(min(self.cfg.trainer.attention_samples, len(m["source_ids"]))):
+            src_ids, hyp_ids = m["source_ids"][i], m["hypothesis_ids"][i]
+            weights = attention_map(self.model, src_ids, hyp_ids, self.specials, self.device)
+            if weights is None:
+                return
+            src_pieces = self.tokenizer.src_pieces(m["sources"][i])
+            out_pieces = [*self.tokenizer.tgt_pieces_of(hyp_ids), "</s>"]
+            self.writer.add_figure(
+                f"attention/{i}", attention_figure(weights, src_pieces, out_pieces), self.progress.step
+            )
+
     # -- training -----------------------------------------------------------------------------------------------
 
     def current_tf_ratio(self) -> float:
         """The teacher-forcing ratio now: a function of step and epoch, so a resumed run continues the schedule."""
         return tf_ratio(self.cfg.teacher_forcing, self.progress.step, self.progress.epoch)
 
-    def _train_step(self, indices, meter: _Meter) -> None:
+    def _train_step(self, indices, meter: Meter) -> None:
         tcfg = self.cfg.trainer
         batch = collate(self.train_set, indices, self.specials).to(self.device)
         self.model.train()
         ratio = self.current_tf_ratio()
-        logits = forced_logits(
-            self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio
-        )
+        logits = forced_logits(self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio)
         out = sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not (torch.isfinite(out.loss) and torch.isfinite(grad_norm)):
+            self._skip_nonfinite(batch, ratio)
+            return
+        self.nonfinite_in_a_row = 0
         self.optimizer.step()
         self.scheduler.step()
         meter.add(out, grad_norm, tcfg.clip_grad_norm)
 
-    def _log_train(self, meter: _Meter, bar) -> None:
+    def _skip_nonfinite(self, batch, ratio: float) -> None:
+        """Skip an update whose loss or gradient is not finite; after too many in a row, stop and name the cause."""
+        p, tcfg = self.progress, self.cfg.trainer
+        self.optimizer.zero_grad(set_to_none=True)
+        p.skipped_steps += 1
+        self.nonfinite_in_a_row += 1
+        self.writer.add_scalar("train/skipped_steps", p.skipped_steps, p.step + 1)
+        log.warning(
+            "step %d: non-finite loss or gradient, update skipped (%d skipped so far)", p.step + 1, p.skipped_steps
+        )
+        if self.nonfinite_in_a_row < tcfg.max_nonfinite_steps:
+            return
+
+        def rerun():
+            logits = forced_logits(
+                self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio
+            )
+            sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing).loss.backward()
+
+        culprit = find_nonfinite(self.model, rerun)
+        last = self.ckpt_dir / "last.pt"
+        raise TrainingStopped(
+            f"step {p.step + 1}: {self.nonfinite_in_a_row} steps in a row had a non-finite loss or gradient; the first "
+            f"non-finite value is {culprit} — lower optim.lr, keep trainer.clip_grad_norm on, or check the data; "
+            f"last good checkpoint: {last if last.is_file() else 'none yet'}"
+        )
+
+    def _log_train(self, meter: Meter, bar) -> None:
         m, step = meter.read(), self.progress.step
         lr = self.scheduler.get_last_lr()[0]
         for key, value in m.items():
             if key != "sec_per_step":
                 self.writer.add_scalar(f"train/{key}", value, step)
+        for group, grads in grads_by_group(self.model).items():
+            self.writer.add_scalar(f"grad_norm/{group}", grads.norm().item(), step)
+            self.writer.add_histogram(f"grad/{group}", grads, step)
         self.writer.add_scalar("train/lr", lr, step)
         ratio = self.current_tf_ratio()
         self.writer.add_scalar("train/tf_ratio", ratio, step)
-        eta = _format_eta((self.total_steps - step) * m["sec_per_step"])
+        eta = format_eta((self.total_steps - step) * m["sec_per_step"])
         log.info(
             "step %d/%d | epoch %d | loss %.3f | ppl %.2f (p(token) %.3f) | acc %.1f%% | teacher forcing %.2f "
             "| lr %.2e | grad norm %.2f | clipped %.0f%% | %.0f tok/s | ETA %s",
-            step, self.total_steps, self.progress.epoch + 1, m["loss"], m["ppl"], 1 / m["ppl"],
-            100 * m["token_acc"], ratio, lr, m["grad_norm"], 100 * m["clip_rate"], m["tokens_per_sec"], eta,
+            step,
+            self.total_steps,
+            self.progress.epoch + 1,
+            m["loss"],
+            m["ppl"],
+            1 / m["ppl"],
+            100 * m["token_acc"],
+            ratio,
+            lr,
+            m["grad_norm"],
+            100 * m["clip_rate"],
+            m["tokens_per_sec"],
+            eta,
         )
         bar.set_postfix(loss=f"{m['loss']:.3f}", ppl=f"{m['ppl']:.1f}", tok_s=f"{m['tokens_per_sec']:.0f}")
         meter.reset()
@@ -269,12 +303,14 @@ class Trainer:
     def fit(self) -> dict:
         tcfg, p = self.cfg.trainer, self.progress
         self._log_start()
-        meter = _Meter(self.device)
+        meter = Meter(self.device)
         show_bar = tcfg.progress_bar and sys.stderr.isatty()
         stop = tcfg.max_steps is not None and p.step >= tcfg.max_steps
-        with logging_redirect_tqdm(), tqdm(
-            total=self.total_steps, initial=p.step, disable=not show_bar, unit="step", dynamic_ncols=True
-        ) as bar:
+        with (
+            profiler(tcfg, self.run_dir / "tb" / "profile") as prof,
+            logging_redirect_tqdm(),
+            tqdm(total=self.total_steps, initial=p.step, disable=not show_bar, unit="step", dynamic_ncols=True) as bar,
+        ):
             while not stop and p.epoch < tcfg.max_epochs:
                 batches = self.sampler.batches(p.epoch)
                 for indices in batches[p.batch_in_epoch :]:
@@ -282,6 +318,7 @@ class Trainer:
                     p.step += 1
                     p.batch_in_epoch += 1
                     bar.update(1)
+                    prof.step()
                     if p.step % tcfg.log_every == 0:
                         self._log_train(meter, bar)
                     if p.step % tcfg.eval_every == 0:
@@ -303,8 +340,10 @@ class Trainer:
         log.info("run directory: %s", self.run_dir)
         log.info(
             "vocabulary: source %d, target %d (%s) | specials %s",
-            self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size,
-            "joint" if self.tokenizer.joint else "separate", asdict(self.specials),
+            self.tokenizer.src_vocab_size,
+            self.tokenizer.tgt_vocab_size,
+            "joint" if self.tokenizer.joint else "separate",
+            asdict(self.specials),
         )
         log.info("model: %s", describe(self.model, self.cfg.model))
         log.info("parameters: %s", f"{count_parameters(self.model):,}")
@@ -321,6 +360,8 @@ class Trainer:
         test = evaluate_split(self.model, self.data, "test", tcfg.search, tcfg.max_tokens, self.device)
         for key in ("bleu", "chrf", "loss"):
             self.writer.add_scalar(f"test/{key}", test[key], self.progress.step)
+        scores = {"dev_bleu": best["dev"]["bleu"], "test_bleu": test["bleu"], "test_chrf": test["chrf"]}
+        self.writer.add_hparams(hparams(self.cfg), {f"hparam/{k}": v for k, v in scores.items()}, run_name=".")
         self.writer.close()
         results = {
             "run_dir": str(self.run_dir),
@@ -336,7 +377,7 @@ class Trainer:
         log.info("test: %s", test["bleu_line"])
         log.info("test: %s", test["chrf_line"])
         log.info("evaluate:  nmt-eval ckpt=%s beam_size=5", best_path)
-        log.info("translate: nmt-translate ckpt=%s \"go now .\"", best_path)
+        log.info('translate: nmt-translate ckpt=%s "go now ."', best_path)
         return results
 
 

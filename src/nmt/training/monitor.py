@@ -1,0 +1,172 @@
+"""Training health: running metrics, where non-finite values come from, gradient norms per module, attention."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from types import SimpleNamespace
+
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+from nmt.errors import UserError
+from nmt.evaluation import perplexity
+
+
+class Meter:
+    """Sums of the training metrics between two log lines, kept on the device until they are read."""
+
+    def __init__(self, device):
+        self.device = device
+        self.reset()
+
+    def reset(self):
+        self.loss = torch.zeros((), device=self.device)
+        self.nll = torch.zeros((), device=self.device)
+        self.tokens = torch.zeros((), device=self.device, dtype=torch.long)
+        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.grad_norm = torch.zeros((), device=self.device)
+        self.clipped = torch.zeros((), device=self.device)
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, out, grad_norm, clip):
+        self.loss += out.loss.detach()
+        self.nll += out.nll_sum
+        self.tokens += out.n_tokens
+        self.correct += out.n_correct
+        self.grad_norm += grad_norm
+        if clip is not None:
+            self.clipped += (grad_norm > clip).float()
+        self.steps += 1
+
+    def read(self) -> dict:
+        tokens = max(int(self.tokens), 1)
+        elapsed = time.perf_counter() - self.start
+        nll = float(self.nll) / tokens
+        return {
+            "loss": float(self.loss) / self.steps,
+            "ppl": perplexity(nll),
+            "token_acc": float(self.correct) / tokens,
+            "grad_norm": float(self.grad_norm) / self.steps,
+            "clip_rate": float(self.clipped) / self.steps,
+            "tokens_per_sec": tokens / elapsed,
+            "sec_per_step": elapsed / self.steps,
+        }
+
+
+def format_eta(seconds: float) -> str:
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+class TrainingStopped(UserError):
+    """Training cannot go on (e.g. non-finite losses step after step); the message names the cause and the knob."""
+
+
+def _tensors(value):
+    """The tensors inside a module's output (tuples, lists, PackedSequence)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, PackedSequence):
+        yield value.data
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
+
+
+def find_nonfinite(model, run) -> str:
+    """Re-run `run()` (a forward and backward pass) and name the first module whose output is non-finite, in the
+    order the outputs were computed, else the first parameter whose gradient is, else say that neither is."""
+    first: list[str] = []
+
+    def check(name):
+        def hook(module, args, output):
+            if not first and any(not torch.isfinite(t).all() for t in _tensors(output) if t.is_floating_point()):
+                first.append(name)
+
+        return hook
+
+    handles = [m.register_forward_hook(check(name)) for name, m in model.named_modules() if name]
+    try:
+        model.zero_grad(set_to_none=True)
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if first:
+        return f"the output of module '{first[0]}'"
+    for name, p in model.named_parameters():
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            return f"the gradient of '{name}'"
+    return "no module output or gradient on a re-run (the loss itself, or a non-deterministic op)"
+
+
+def weights_finite(model) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def grads_by_group(model) -> dict[str, torch.Tensor]:
+    """Flattened gradients per top-level module (encoder, decoder, ...): what TensorBoard histograms show."""
+    groups = defaultdict(list)
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            groups[name.split(".")[0]].append(p.grad.detach().flatten())
+    return {group: torch.cat(grads) for group, grads in groups.items()}
+
+
+@torch.no_grad()
+def attention_map(model, src_ids, hyp_ids, specials, device):
+    """Cross-attention of the decoder over the source while it reads [BOS] + hypothesis: (tgt_len, src_len).
+
+    None for models without attention."""
+    src = torch.as_tensor(src_ids, dtype=torch.long, device=device).unsqueeze(0)
+    enc = model.encode(src, torch.tensor([src.size(1)], device=device))
+    state = model.init_state(enc)
+    rows = []
+    for token in [specials.bos, *hyp_ids]:
+        _, state, attn = model.decode_step(torch.tensor([token], device=device), state, enc)
+        if attn is None:
+            return None
+        rows.append(attn[0].float().cpu())
+    return torch.stack(rows)
+
+
+def attention_figure(weights, src_pieces: list[str], out_pieces: list[str]):
+    """A heatmap with source pieces on the x axis and output pieces (the token each row produced) on the y axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to a buffer for TensorBoard
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(0.45 * len(src_pieces) + 2, 0.45 * len(out_pieces) + 1.5))
+    ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(src_pieces)), src_pieces, rotation=90)
+    ax.set_yticks(range(len(out_pieces)), out_pieces)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.tight_layout()
+    return fig
+
+
+def hparams(cfg) -> dict:
+    """The run's scalar settings (model, optim, trainer, teacher forcing, data name) for TensorBoard's hparams tab."""
+    flat = {"data": cfg.data.name}
+    for group in ("model", "optim", "trainer", "teacher_forcing"):
+        for key, value in cfg[group].items():
+            if isinstance(value, (int, float, str, bool)):
+                flat[f"{group}.{key}"] = value
+    return flat
+
+
+def profiler(tcfg, trace_dir):
+    """With trainer.profile: a torch.profiler recording trainer.profile_steps steps after a warm-up step, as a
+    trace TensorBoard's profiler plugin reads. Otherwise a stand-in whose step() does nothing."""
+    if not tcfg.profile:
+        return contextlib.nullcontext(SimpleNamespace(step=lambda: None))
+    return torch.profiler.profile(
+        schedule=torch.profiler.schedule(wait=1, warmup=1, active=tcfg.profile_steps, repeat=1),
+        on_trace_ready=torch.profiler.tensorboard_trace_handler(str(trace_dir)),
+    )
