@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 # PyTorch's recurrent weights stack the gates row-wise; the candidate gate goes through tanh, the rest sigmoid.
-_GATE_NONLINEARITIES = {
+GATE_NONLINEARITIES = {
     "LSTM": ("sigmoid", "sigmoid", "tanh", "sigmoid"),  # input, forget, cell, output
     "GRU": ("sigmoid", "sigmoid", "tanh"),  # reset, update, new
     "RNN_TANH": ("tanh",),
@@ -39,7 +39,7 @@ def xavier_init(model: nn.Module, forget_bias: float = 1.0) -> None:
 
 
 def _init_recurrent(rnn: nn.RNNBase, forget_bias: float) -> None:
-    gates = _GATE_NONLINEARITIES[rnn.mode]
+    gates = GATE_NONLINEARITIES[rnn.mode]
     for name, param in rnn.named_parameters():
         chunks = param.data.chunk(len(gates), dim=0)
         if name.startswith("weight"):

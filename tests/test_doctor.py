@@ -1,0 +1,123 @@
+"""nmt-doctor: each check tells a planted bug from a healthy model, and the CLI prints every check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from nmt.cli import doctor
+from nmt.config import MODEL_SCHEMAS
+from nmt.data import collate, prepare_data
+from nmt.models.base import EncoderOut, LSTMState
+from nmt.models.lstm_attn import LSTMAttention
+from nmt.training.diagnostics import (
+    Check,
+    data_report,
+    decoding_report,
+    gradient_flow,
+    initialisation,
+    overfit_one_batch,
+)
+from tests.conftest import TINY_SIZES, build_tiny, compose_config, tiny_model
+
+NAMES = ("data", "gradient flow", "initialisation", "overfit one batch", "decoding")
+
+
+class DetachedEncoder(LSTMAttention):
+    """The planted bug: the decoder sees the encoder's outputs through .detach(), so the encoder never learns."""
+
+    def encode(self, src, src_lengths) -> EncoderOut:
+        enc = super().encode(src, src_lengths)
+        return EncoderOut(
+            enc.memory.detach(),
+            enc.mask,
+            tuple(t.detach() for t in enc.cache),
+            LSTMState(enc.final.h.detach(), enc.final.c.detach()),
+        )
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """The toy corpus prepared, and 8 of its training pairs as one batch."""
+    data = prepare_data(compose_config("train", ["data=toy"]).data, log=lambda _: None)
+    return data, collate(data.splits["train"], range(8), data.tokenizer.specials)
+
+
+def _tiny(name, data):
+    """Model `name` at its tiny size over the toy vocabulary (whose pad id is build_tiny's 0)."""
+    tok = data.tokenizer
+    return build_tiny(name, tok.src_vocab_size, tok.tgt_vocab_size, tok.joint)
+
+
+def test_gradient_flow_names_a_detached_encoder(toy):
+    data, batch = toy
+    vocab, pad = data.tokenizer.tgt_vocab_size, data.tokenizer.specials.pad
+    torch.manual_seed(0)
+    cfg = OmegaConf.structured(MODEL_SCHEMAS["lstm_attn"](**TINY_SIZES["lstm_attn"], dropout=0.0))
+    broken = gradient_flow(DetachedEncoder(cfg, vocab, vocab, pad), batch, pad)
+    assert broken.status == "fail" and "encoder.*" in broken.detail and "decoder" not in broken.detail
+    assert gradient_flow(_tiny("lstm_attn", data), batch, pad).status == "pass"
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm_attn", "transformer"])
+def test_a_healthy_model_overfits_one_batch(toy, name):
+    data, batch = toy
+    model = _tiny(name, data)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    check = overfit_one_batch(model, batch, data.tokenizer.specials.pad, lr=3e-3)
+    assert check.status == "pass", check.detail
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # it trained a copy
+
+
+def test_overfitting_fails_without_learning(toy):
+    data, batch = toy
+    check = overfit_one_batch(_tiny("lstm_attn", data), batch, data.tokenizer.specials.pad, lr=0.0, steps=5)
+    assert check.status == "fail" and "broken, not under-trained" in check.detail
+
+
+def test_initialisation_flags_exploding_activations(toy):
+    data, batch = toy
+    pad = data.tokenizer.specials.pad
+    model = _tiny("lstm_attn", data)
+    assert initialisation(model, batch, pad).status == "pass"
+    with torch.no_grad():
+        model.output.weight.mul_(1e5)
+    check = initialisation(model, batch, pad)
+    assert check.status == "warn" and "(output)" in check.detail
+
+
+def test_initialisation_flags_saturated_recurrent_gates(toy):
+    data, batch = toy
+    pad = data.tokenizer.specials.pad
+    model = _tiny("lstm_attn", data)
+    assert initialisation(model, batch, pad).status == "pass"
+    with torch.no_grad():
+        model.encoder.rnn.weight_ih_l0.mul_(1e3)  # every gate pre-activation far from zero
+    check = initialisation(model, batch, pad)
+    assert check.status == "warn" and "encoder.rnn gates" in check.detail
+
+
+def test_data_and_decoding_reports(toy_cfg):
+    cfg = toy_cfg()
+    data = prepare_data(cfg.data, log=lambda _: None)
+    batch = collate(data.splits["train"], range(8), data.tokenizer.specials)
+    report = data_report(data, [batch])
+    assert isinstance(report, Check) and report.status == "pass" and "<unk> 0.00%" in report.detail
+    decoded = decoding_report(_tiny("lstm_attn", data), data, cfg.trainer.search, torch.device("cpu"), n=10)
+    assert isinstance(decoded, Check) and decoded.status in ("pass", "warn")
+    assert decoded.detail.startswith("10 dev sentences")
+
+
+def test_cli_prints_every_check(capsys):
+    try:
+        doctor.main(["data=toy", *tiny_model("lstm_attn"), "trainer.device=cpu", "trainer.max_tokens=512"])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    table = capsys.readouterr().out.splitlines()
+    rows = {name: line for line in table[1:] for name in NAMES if line.startswith(name + " ")}
+    assert set(rows) == set(NAMES)
+    statuses = {name: row[len(name) :].split()[0] for name, row in rows.items()}
+    assert set(statuses.values()) <= {"pass", "warn", "fail"}
+    assert code == (1 if "fail" in statuses.values() else 0)
