@@ -37,6 +37,12 @@ def test_a_non_finite_step_is_skipped_and_training_goes_on(toy_cfg, tmp_path):
     assert last["train_state"]["progress"]["skipped_steps"] == 1
 
 
+def test_a_log_window_of_only_skipped_steps_is_not_a_crash(toy_cfg, tmp_path):
+    trainer = Trainer(toy_cfg(*FAST, "trainer.max_steps=6", "trainer.eval_every=6", "trainer.log_every=1"), tmp_path)
+    _poison_output(trainer, lambda n: n in (2, 3))
+    assert trainer.fit()["steps"] == 6 and trainer.progress.skipped_steps == 2
+
+
 def test_repeated_non_finite_steps_stop_training_naming_the_module(toy_cfg, tmp_path):
     run = tmp_path / "run"
     trainer = Trainer(toy_cfg(*FAST, "trainer.max_steps=40", "trainer.eval_every=5"), run)

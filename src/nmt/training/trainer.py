@@ -319,7 +319,7 @@ class Trainer:
                     p.batch_in_epoch += 1
                     bar.update(1)
                     prof.step()
-                    if p.step % tcfg.log_every == 0:
+                    if p.step % tcfg.log_every == 0 and meter.steps:  # a window of only skipped steps has no figures
                         self._log_train(meter, bar)
                     if p.step % tcfg.eval_every == 0:
                         stop = self._evaluate()
