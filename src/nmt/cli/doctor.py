@@ -58,7 +58,7 @@ def run_checks(cfg) -> list[Check]:
         gradient_flow(model, first, pad),
         initialisation(model, first, pad),
         overfit_one_batch(model, small, pad, lr),
-        decoding_report(model, data, cfg.trainer.search, device),
+        decoding_report(model, data, cfg.trainer.search, device, max_tokens=cfg.trainer.max_tokens),
     ]
 
 

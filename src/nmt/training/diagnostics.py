@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from nmt.decoding import translate_ids
-from nmt.evaluation import free_running_failures
+from nmt.evaluation import evaluate_split
 from nmt.models.init import GATE_NONLINEARITIES
 from nmt.training.loss import sequence_loss
+from nmt.training.monitor import grads_by_group
 
 
 @dataclass
@@ -38,13 +38,8 @@ def gradient_flow(model, batch, pad_id: int) -> Check:
     model.train()
     model.zero_grad(set_to_none=True)
     _loss(model, batch, pad_id).backward()
-    squares: dict[str, float] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            group = name.split(".")[0]
-            squares[group] = squares.get(group, 0.0) + (0.0 if p.grad is None else float(p.grad.float().pow(2).sum()))
+    norms = {group: float(grads.float().norm()) for group, grads in grads_by_group(model).items()}
     model.zero_grad(set_to_none=True)
-    norms = {group: math.sqrt(s) for group, s in squares.items()}
     knob = "model code (the forward pass)"
     broken = [f"{g}.*" for g, n in norms.items() if not math.isfinite(n)]
     if broken:
@@ -212,20 +207,16 @@ def data_report(data, batches) -> Check:
     return Check("data", status, detail, "data.max_len, data.tokenizer.vocab_size, data.tokenizer.byte_fallback")
 
 
-def decoding_report(model, data, search_cfg, device, n: int = 50) -> Check:
+def decoding_report(model, data, search_cfg, device, n: int = 50, max_tokens: int = 4096) -> Check:
     """Greedy-decode n dev sentences (spread over the split); share without EOS and with 4+ repeated tokens."""
-    dev = data.splits["dev"]
-    keep = np.unique(np.linspace(0, len(dev) - 1, min(n, len(dev))).round().astype(np.int64))
-    sources = [dev.src_ids(i) for i in keep]
     greedy = OmegaConf.merge(search_cfg, {"beam_size": 1, "nbest": 1})
-    best = [hyps[0].tokens for hyps in translate_ids(model, sources, data.tokenizer.specials, greedy, device)]
-    rates = free_running_failures(best, [len(s) for s in sources], greedy)
+    m = evaluate_split(model, data, "dev", greedy, max_tokens, device, max_sentences=n)
     detail = (
-        f"{len(sources)} dev sentences: {100 * rates['no_eos_rate']:.0f}% without EOS,"
-        f" {100 * rates['repeat_rate']:.0f}% with 4+ repeats"
+        f"{len(m['hypotheses'])} dev sentences: {100 * m['no_eos_rate']:.0f}% without EOS,"
+        f" {100 * m['repeat_rate']:.0f}% with 4+ repeats"
     )
     knob = "trainer.search.max_len_a, more training, teacher_forcing"
-    if max(rates.values()) > 0.2:
+    if max(m["no_eos_rate"], m["repeat_rate"]) > 0.2:
         return Check(
             "decoding", "warn", f"{detail} (an untrained model fails this; after training it should not)", knob
         )

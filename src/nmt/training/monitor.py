@@ -109,12 +109,15 @@ def weights_finite(model) -> bool:
 
 
 def grads_by_group(model) -> dict[str, torch.Tensor]:
-    """Flattened gradients per top-level module (encoder, decoder, ...): what TensorBoard histograms show."""
+    """Flattened gradients per top-level module (encoder, decoder, ...) of the trainable parameters; a group
+    that got no gradient at all is an empty tensor (norm 0), so that it shows up instead of vanishing."""
     groups = defaultdict(list)
     for name, p in model.named_parameters():
-        if p.grad is not None:
-            groups[name.split(".")[0]].append(p.grad.detach().flatten())
-    return {group: torch.cat(grads) for group, grads in groups.items()}
+        if p.requires_grad:
+            grads = groups[name.split(".")[0]]
+            if p.grad is not None:
+                grads.append(p.grad.detach().flatten())
+    return {group: torch.cat(grads) if grads else torch.zeros(0) for group, grads in groups.items()}
 
 
 @torch.no_grad()

@@ -221,13 +221,17 @@ class Trainer:
         """The teacher-forcing ratio now: a function of step and epoch, so a resumed run continues the schedule."""
         return tf_ratio(self.cfg.teacher_forcing, self.progress.step, self.progress.epoch)
 
+    def _batch_loss(self, batch, ratio: float):
+        """The training loss (a LossOut) of a collated batch at teacher-forcing `ratio`."""
+        logits = forced_logits(self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio)
+        return sequence_loss(logits, batch.tgt_out, self.specials.pad, self.cfg.trainer.label_smoothing)
+
     def _train_step(self, indices, meter: Meter) -> None:
         tcfg = self.cfg.trainer
         batch = collate(self.train_set, indices, self.specials).to(self.device)
         self.model.train()
         ratio = self.current_tf_ratio()
-        logits = forced_logits(self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio)
-        out = sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing)
+        out = self._batch_loss(batch, ratio)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
@@ -253,13 +257,7 @@ class Trainer:
         if self.nonfinite_in_a_row < tcfg.max_nonfinite_steps:
             return
 
-        def rerun():
-            logits = forced_logits(
-                self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio
-            )
-            sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing).loss.backward()
-
-        culprit = find_nonfinite(self.model, rerun)
+        culprit = find_nonfinite(self.model, lambda: self._batch_loss(batch, ratio).loss.backward())
         last = self.ckpt_dir / "last.pt"
         raise TrainingStopped(
             f"step {p.step + 1}: {self.nonfinite_in_a_row} steps in a row had a non-finite loss or gradient; the first "
@@ -275,7 +273,8 @@ class Trainer:
                 self.writer.add_scalar(f"train/{key}", value, step)
         for group, grads in grads_by_group(self.model).items():
             self.writer.add_scalar(f"grad_norm/{group}", grads.norm().item(), step)
-            self.writer.add_histogram(f"grad/{group}", grads, step)
+            if grads.numel():
+                self.writer.add_histogram(f"grad/{group}", grads, step)
         self.writer.add_scalar("train/lr", lr, step)
         ratio = self.current_tf_ratio()
         self.writer.add_scalar("train/tf_ratio", ratio, step)
