@@ -9,7 +9,10 @@ from pathlib import Path
 import torch
 
 from nmt.atomic import write_atomic
+from nmt.config import model_config
+from nmt.data import Tokenizer
 from nmt.errors import UserError
+from nmt.models import build_model
 
 FORMAT = "nmt-checkpoint-v1"
 
@@ -74,10 +77,6 @@ def load_for_inference(path, device):
 
     Returns (model in eval mode on `device`, tokenizer, the run's config as a plain dict).
     """
-    from nmt.config import model_config
-    from nmt.data import Tokenizer
-    from nmt.models import build_model
-
     ckpt = load_checkpoint(path)
     try:
         tokenizer = Tokenizer.from_state(ckpt["tokenizer"])
