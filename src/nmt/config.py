@@ -126,6 +126,9 @@ class OptimConfig:
     scheduler: str = "inverse_sqrt"  # constant | inverse_sqrt | linear | cosine (each after warm-up) | noam
     warmup_steps: int = 200
     min_lr: float = 0.0
+    # Module-name patterns -> an lr multiplier (a number) or "frozen", first match wins; e.g.
+    # {"backbone.*": frozen, "memory.*": 2.0}. Unmatched parameters train at optim.lr.
+    param_groups: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,24 +1,105 @@
-"""Optimizers and learning-rate schedules (linear warm-up, then constant, inverse-sqrt, linear or cosine; noam)."""
+"""Optimizers, with per-module lr multipliers or freezing (optim.param_groups), and their lr schedules."""
 
 from __future__ import annotations
 
+import fnmatch
 import math
+from typing import Any
 
 import torch
+from torch import nn
 
 from nmt.errors import UserError
 
+OTHER = "(other)"
 
-def build_optimizer(cfg, params) -> torch.optim.Optimizer:
-    """cfg: an OptimConfig."""
-    params = [p for p in params if p.requires_grad]
-    if cfg.name in ("adam", "adamw"):
-        adam = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-        # fused: one kernel over all parameters instead of a Python loop of small ops per tensor.
-        return adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True)
+
+def _matches(pattern: str, name: str) -> bool:
+    """The parameter itself, a module holding it, or a glob (fnmatch) over its full name."""
+    return name == pattern or name.startswith(pattern + ".") or fnmatch.fnmatchcase(name, pattern)
+
+
+def _assign(model: nn.Module, param_groups) -> dict[str, tuple[Any, list[nn.Parameter]]]:
+    """pattern -> (its value, the parameters it takes first), in config order; (other) -> (1.0, the rest)."""
+    groups = {}
+    for pattern, value in (param_groups or {}).items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value != "frozen" and not (number and 0 <= value < math.inf):
+            raise UserError(
+                f"optim.param_groups[{pattern!r}]={value!r} is invalid: give an lr multiplier (a number >= 0) "
+                "or 'frozen'"
+            )
+        groups[str(pattern)] = (value, [])
+    groups[OTHER] = (1.0, [])
+    matched = set()
+    for name, param in model.named_parameters():
+        hits = [p for p in groups if p != OTHER and _matches(p, name)]
+        matched.update(hits)
+        groups[hits[0] if hits else OTHER][1].append(param)
+    for pattern, (_, params) in groups.items():
+        if pattern != OTHER and pattern not in matched:
+            top = ", ".join(name for name, _ in model.named_children())
+            raise UserError(
+                f"optim.param_groups[{pattern!r}] matches no parameter: name a module or parameter "
+                f"(top-level modules: {top}) or a glob such as 'encoder.*'"
+            )
+        if pattern != OTHER and not params:
+            raise UserError(
+                f"optim.param_groups[{pattern!r}] gets no parameter: earlier patterns match all of its "
+                "(first match wins) — move it before them or remove it"
+            )
+    return groups
+
+
+def apply_param_groups(model: nn.Module, param_groups) -> list[dict]:
+    """Freeze (requires_grad=False) what optim.param_groups maps to "frozen"; return the optimizer's param groups.
+
+    One group per distinct lr multiplier, as {"params": [...], "lr_scale": multiplier}; frozen parameters are in
+    none, so that weight decay cannot move them either.
+    """
+    frozen, by_scale = [], {}
+    for value, params in _assign(model, param_groups).values():
+        if value == "frozen":
+            frozen += params
+        else:
+            by_scale.setdefault(float(value), []).extend(p for p in params if p.requires_grad)
+    groups = [{"params": params, "lr_scale": scale} for scale, params in by_scale.items() if params]
+    if not groups:
+        raise UserError("optim.param_groups freezes every parameter: nothing left to train — remove a 'frozen' entry")
+    for param in frozen:
+        param.requires_grad_(False)
+    return groups
+
+
+def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    """cfg: an OptimConfig. Each group of cfg.param_groups trains at cfg.lr * its multiplier."""
+    if cfg.name not in ("adam", "adamw", "sgd"):
+        raise UserError(f"optim.name={cfg.name} is unknown: choose adam, adamw or sgd")
+    groups = [{**group, "lr": cfg.lr * group["lr_scale"]} for group in apply_param_groups(model, cfg.param_groups)]
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise UserError(f"optim.name={cfg.name} is unknown: choose adam, adamw or sgd")
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    adam = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    # fused: one kernel over all parameters instead of a Python loop of small ops per tensor.
+    return adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, fused=True)
+
+
+def describe_param_groups(model: nn.Module, cfg) -> list[str]:
+    """Lines to log at the start of training: per pattern of cfg.param_groups, its lr or "frozen", with counts."""
+    assigned = _assign(model, cfg.param_groups)
+    lines, scales, trainable, total = [], set(), 0, 0
+    for pattern, (value, params) in assigned.items():
+        label = pattern if len(assigned) > 1 else "(all)"
+        numel = sum(p.numel() for p in params)
+        total += numel
+        if value == "frozen":
+            lines.append(f"  {label}: frozen, {numel:,} parameters")
+        elif params:
+            count = sum(p.numel() for p in params if p.requires_grad)  # the model may have frozen some itself
+            trainable += count
+            scales.update([float(value)] if count else [])
+            lines.append(f"  {label}: lr {cfg.lr * value:.2e} (x{float(value)}), {count:,} parameters")
+    groups = f"{len(scales)} group" + ("s" if len(scales) != 1 else "")
+    return [f"trainable: {trainable:,} parameters in {groups}; frozen: {total - trainable:,}", *lines]
 
 
 def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float, model_dim: int = 1) -> float:

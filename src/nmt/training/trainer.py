@@ -39,7 +39,7 @@ from nmt.training.monitor import (
     profiler,
     weights_finite,
 )
-from nmt.training.optim import build_optimizer, build_scheduler
+from nmt.training.optim import build_optimizer, build_scheduler, describe_param_groups
 from nmt.training.teacher_forcing import forced_logits, tf_ratio
 
 log = logging.getLogger("nmt.train")
@@ -97,7 +97,7 @@ class Trainer:
             seed=cfg.seed,
         )
         self.total_steps = tcfg.max_steps or tcfg.max_epochs * len(self.sampler)
-        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        self.optimizer = build_optimizer(cfg.optim, self.model)
         model_dim = cfg.model.get("d_model") or cfg.model.get("hidden_size")
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_dim)
         self.progress = Progress()
@@ -138,7 +138,12 @@ class Trainer:
             raise CheckpointError(f"{path}: its vocabulary differs from this data config's — resume with the same data")
         state = ckpt["train_state"]
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError:
+            raise CheckpointError(
+                f"{path}: its optimizer state has other parameter groups — resume with the same optim.param_groups"
+            ) from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.progress = Progress(**state["progress"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -345,7 +350,8 @@ class Trainer:
             asdict(self.specials),
         )
         log.info("model: %s", describe(self.model, self.cfg.model))
-        log.info("parameters: %s", f"{count_parameters(self.model):,}")
+        for line in describe_param_groups(self.model, self.cfg.optim):
+            log.info("parameters: %s", line)
         log.info(
             "device %s | %d batches per epoch | training for %d steps", self.device, len(self.sampler), self.total_steps
         )
