@@ -23,13 +23,21 @@ TINY_SIZES = {
 }
 
 
+def tiny_settings(name, **overrides) -> dict:
+    """Model `name` at its tiny size without dropout (unless overridden). A memory-LSTM takes `backbone` and
+    `memory` options; its other overrides go to the backbone."""
+    if name != "memory_lstm":
+        return {**TINY_SIZES[name], "dropout": 0.0, **overrides}
+    backbone = overrides.pop("backbone", "transformer")
+    memory = {"hidden_size": 16, **overrides.pop("memory", {})}
+    return {"backbone": backbone, "memory": memory, backbone: tiny_settings(backbone, **overrides)}
+
+
 def build_tiny(name, src_vocab_size=30, tgt_vocab_size=40, joint_vocab=False, seed=0, **overrides):
-    """Model `name` at its tiny size, without dropout (unless overridden), pad id 0, seeded."""
-    settings = {**TINY_SIZES[name], "dropout": 0.0, **overrides}
+    """Model `name` at its tiny size (tiny_settings), pad id 0, seeded."""
+    cfg = OmegaConf.merge(OmegaConf.structured(MODEL_SCHEMAS[name]), tiny_settings(name, **overrides))
     torch.manual_seed(seed)
-    return build_model(
-        OmegaConf.structured(MODEL_SCHEMAS[name](**settings)), src_vocab_size, tgt_vocab_size, 0, joint_vocab
-    )
+    return build_model(cfg, src_vocab_size, tgt_vocab_size, 0, joint_vocab)
 
 
 def padded_batch():
@@ -43,9 +51,14 @@ def padded_batch():
     return src, (src != 0).sum(1), tgt
 
 
-def tiny_model(name: str = "lstm_attn") -> list[str]:
-    """Hydra overrides selecting model `name` at its tiny size, without dropout."""
-    return [f"model={name}", *(f"model.{k}={v}" for k, v in TINY_SIZES[name].items()), "model.dropout=0.0"]
+def tiny_model(name: str = "lstm_attn", **options) -> list[str]:
+    """Hydra overrides selecting model `name` at its tiny size (tiny_settings), without dropout."""
+
+    def flat(prefix, settings):
+        for key, value in settings.items():
+            yield from flat(f"{prefix}.{key}", value) if isinstance(value, dict) else [f"{prefix}.{key}={value}"]
+
+    return [f"model={name}", *flat("model", tiny_settings(name, **options))]
 
 
 @pytest.fixture(scope="session", autouse=True)

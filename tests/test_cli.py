@@ -130,7 +130,7 @@ def test_train_rejects_a_typo(tmp_path):
     assert "max_step" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"memory_lstm"}))  # dialogue: test_memory.py
 def test_a_checkpoint_alone_serves_eval_and_translate(name, toy_cfg, tmp_path, capsys):
     """No run directory, no .hydra config: the checkpoint file carries everything both CLIs need."""
     Trainer(toy_cfg("trainer.max_steps=4", "trainer.max_tokens=1024", model=name), tmp_path / "run").fit()

@@ -346,7 +346,7 @@ def lengths() -> tuple[np.ndarray, np.ndarray]:
 
 def test_sampler_covers_every_index_within_budget(lengths):
     src, tgt = lengths
-    sampler = TokenBatchSampler(src, tgt, max_tokens=300, max_sentences=16, seed=5)
+    sampler = TokenBatchSampler.for_pairs(src, tgt, max_tokens=300, max_sentences=16, seed=5)
     batches = sampler.batches(0)
     assert len(batches) == len(sampler)
     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
@@ -357,7 +357,7 @@ def test_sampler_covers_every_index_within_budget(lengths):
 
 def test_sampler_is_deterministic_per_epoch(lengths):
     src, tgt = lengths
-    make = lambda: TokenBatchSampler(src, tgt, max_tokens=400, seed=5)  # noqa: E731
+    make = lambda: TokenBatchSampler.for_pairs(src, tgt, max_tokens=400, seed=5)  # noqa: E731
     same = [np.array_equal(a, b) for a, b in zip(make().batches(3), make().batches(3), strict=True)]
     assert all(same)
     epoch_0, epoch_1 = make().batches(0), make().batches(1)
@@ -367,11 +367,11 @@ def test_sampler_is_deterministic_per_epoch(lengths):
 
 def test_sampler_unshuffled_is_sorted_and_oversized_pairs_stand_alone():
     src, tgt = np.array([3, 50, 2, 3, 1]), np.array([2, 1, 5, 2, 2])
-    batches = TokenBatchSampler(src, tgt, max_tokens=10, shuffle=False).batches(0)
+    batches = TokenBatchSampler.for_pairs(src, tgt, max_tokens=10, shuffle=False).batches(0)
     assert [b.tolist() for b in batches] == [[1], [4, 0, 3], [2]]
-    assert TokenBatchSampler([], [], max_tokens=10).batches(0) == []
+    assert TokenBatchSampler.for_pairs([], [], max_tokens=10).batches(0) == []
     with pytest.raises(CorpusError, match="max_tokens=0"):
-        TokenBatchSampler(src, tgt, max_tokens=0)
+        TokenBatchSampler.for_pairs(src, tgt, max_tokens=0)
 
 
 def test_collate_pads_and_adds_bos_eos():

@@ -24,6 +24,9 @@ VARIANTS = [
     ("transformer", {"norm": "pre", "positions": "learned"}),
     ("transformer", {"norm": "post", "positions": "sinusoidal"}),
     ("transformer", {"norm": "post", "positions": "learned"}),
+    # One turn from an empty memory (the dialogue behaviour has its own tests in test_memory.py).
+    ("memory_lstm", {"backbone": "transformer"}),
+    ("memory_lstm", {"backbone": "lstm_attn"}),
 ]
 IDS = [f"{name}-" + "-".join(str(v) for v in options.values()) for name, options in VARIANTS]
 

@@ -45,8 +45,8 @@ def test_ratio_one_equals_the_whole_sequence_pass(name):
     src, lengths, tgt = padded_batch()
     all_gold = torch.ones_like(tgt, dtype=torch.bool)
     run = _step_by_step if name != "transformer" else _two_pass
-    slow = run(model, src, lengths, tgt, all_gold, _tf())
-    fast = forced_logits(model, src, lengths, tgt, _tf(), 1.0)
+    slow = model.output(run(model, model.encode(src, lengths), tgt, all_gold, _tf()))
+    fast = forced_logits(model, model.encode(src, lengths), tgt, _tf(), 1.0)
     torch.testing.assert_close(slow, fast, rtol=1e-5, atol=1e-5)
     loss = sequence_loss(slow, tgt, 0, 0.1).loss
     assert loss.item() == pytest.approx(sequence_loss(fast, tgt, 0, 0.1).loss.item(), abs=1e-6)
@@ -64,7 +64,7 @@ def test_ratio_zero_feeds_back_exactly_the_models_argmax(name):
     model = build_tiny(name).eval()
     src, lengths, tgt = padded_batch()
     calls = _record_inputs(model)
-    logits = forced_logits(model, src, lengths, tgt, _tf(), 0.0)
+    logits = forced_logits(model, model.encode(src, lengths), tgt, _tf(), 0.0)
     fed = torch.cat(calls, dim=1)  # one column per step
     assert torch.equal(fed[:, 0], tgt[:, 0]), "the first input is BOS"
     assert torch.equal(fed[:, 1:], logits[:, :-1].argmax(-1))
@@ -76,7 +76,7 @@ def test_transformer_second_pass_reads_the_first_pass_predictions():
     src, lengths, tgt = padded_batch()
     predictions = model(src, lengths, tgt).argmax(-1)
     calls = _record_inputs(model)
-    forced_logits(model, src, lengths, tgt, _tf(), 0.0)
+    forced_logits(model, model.encode(src, lengths), tgt, _tf(), 0.0)
     first, second = calls
     assert torch.equal(first, tgt)
     assert torch.equal(second[:, 0], tgt[:, 0]) and torch.equal(second[:, 1:], predictions[:, :-1])
@@ -86,7 +86,7 @@ def test_sampled_feedback_draws_from_the_distribution_and_carries_no_gradient():
     model = build_tiny("lstm_attn")
     src, lengths, tgt = padded_batch()
     calls = _record_inputs(model)
-    logits = forced_logits(model, src, lengths, tgt, _tf(feed="sample"), 0.0)
+    logits = forced_logits(model, model.encode(src, lengths), tgt, _tf(feed="sample"), 0.0)
     assert logits.requires_grad and not any(c.requires_grad for c in calls)
     assert not torch.equal(torch.cat(calls, 1)[:, 1:], logits[:, :-1].argmax(-1)), "samples are not all argmax"
 
@@ -103,8 +103,9 @@ def test_the_transformer_two_pass_loss_differs_from_teacher_forcing_and_it_train
     model = build_tiny("transformer")
     src, lengths, tgt = padded_batch()
     torch.manual_seed(0)
-    sampled = sequence_loss(forced_logits(model.eval(), src, lengths, tgt, _tf(), 0.3), tgt, 0, 0.0).loss
-    forced = sequence_loss(forced_logits(model, src, lengths, tgt, _tf(), 1.0), tgt, 0, 0.0).loss
+    model.eval()
+    sampled = sequence_loss(forced_logits(model, model.encode(src, lengths), tgt, _tf(), 0.3), tgt, 0, 0.0).loss
+    forced = sequence_loss(forced_logits(model, model.encode(src, lengths), tgt, _tf(), 1.0), tgt, 0, 0.0).loss
     assert abs(sampled.item() - forced.item()) > 1e-3
 
     cfg = toy_cfg(

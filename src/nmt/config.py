@@ -43,7 +43,8 @@ class DataConfig:
     name: str = MISSING
     src_lang: str = MISSING
     tgt_lang: str = MISSING
-    train: Any = MISSING  # a TSV file, or [src_file, tgt_file]; plain or .gz
+    format: str = "pairs"  # pairs | dialogue (one session per line, each turn ending with turn_separator)
+    train: Any = MISSING  # pairs: a TSV file, or [src_file, tgt_file]; dialogue: one file; plain or .gz
     dev: Any = None  # None: split dev off train (seeded)
     test: Any = None  # None: split test off train (seeded)
     src_column: int = 0  # TSV columns: swap them to reverse the direction
@@ -52,7 +53,8 @@ class DataConfig:
     dev_size: int = 1000
     test_size: int = 1000
     max_train_pairs: Optional[int] = None  # keep a seeded subset of train (quick runs)
-    max_len: int = 64  # training pairs longer than this (tokens, either side) are dropped
+    max_len: int = 64  # training pairs longer than this (tokens, either side) are dropped; dialogue turns cut
+    turn_separator: str = "__eou__"  # dialogue format: the mark that ends every turn (DailyDialog's)
     lowercase: bool = False
     space_punctuation: bool = False  # "Go now." -> "Go now ." (d2l's Tatoeba preprocessing)
     cache_dir: str = "${paths.cache_dir}"
@@ -101,6 +103,23 @@ class TransformerConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.0
     share_embeddings: bool = True  # one matrix for source, target and output when the vocabulary is joint
+
+
+@dataclass
+class MemoryConfig:
+    enabled: bool = True  # false: no memory at all, exactly the backbone encoder-decoder
+    mode: str = "sequence"  # sequence: gated residual over every encoder position | utterance: HRED, one step a turn
+    hidden_size: int = 256
+    bptt_turns: int = 0  # detach the carried memory every K turns (truncated BPTT); 0: through the whole session
+
+
+@dataclass
+class MemoryLSTMConfig:
+    name: str = "memory_lstm"
+    backbone: str = "transformer"  # transformer | lstm_attn: the settings below of that name apply
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    lstm_attn: LSTMAttnConfig = field(default_factory=LSTMAttnConfig)
 
 
 @dataclass
@@ -158,6 +177,7 @@ class TrainerConfig:
     num_samples: int = 3  # dev translations shown per evaluation
     device: str = "auto"  # auto | cpu | cuda
     resume: Optional[str] = None  # run directory or checkpoint
+    init_from: Optional[str] = None  # start from these model weights (a run directory or checkpoint), fresh optimizer
     deterministic: bool = False
     progress_bar: bool = True
     max_nonfinite_steps: int = 5  # steps in a row with a non-finite loss or gradient (skipped) before stopping
@@ -198,7 +218,12 @@ class TranslateConfig(SearchConfig):
     paths: PathsConfig = MISSING
 
 
-MODEL_SCHEMAS = {"rnn": RNNConfig, "lstm_attn": LSTMAttnConfig, "transformer": TransformerConfig}
+MODEL_SCHEMAS = {
+    "rnn": RNNConfig,
+    "lstm_attn": LSTMAttnConfig,
+    "transformer": TransformerConfig,
+    "memory_lstm": MemoryLSTMConfig,
+}
 
 
 def register_configs() -> None:

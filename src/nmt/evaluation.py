@@ -1,4 +1,5 @@
-"""Metrics: sacreBLEU and chrF with their signatures, teacher-forced loss, perplexity and token accuracy."""
+"""Metrics: sacreBLEU and chrF with their signatures, teacher-forced loss, perplexity and token accuracy; for
+dialogue, the same over whole sessions with the memory carried (or reset), per turn position."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import numpy as np
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 
-from nmt.data.batching import TokenBatchSampler, collate
+from nmt.data.batching import TokenBatchSampler, collate, collate_sessions, session_sampler
 from nmt.decoding import translate_ids
-from nmt.decoding.search import output_limits
+from nmt.decoding.search import output_limits, search
 from nmt.training.loss import sequence_loss
+from nmt.training.session import read_session
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
@@ -44,6 +46,12 @@ def free_running_failures(hypotheses, source_lengths, search_cfg) -> dict:
     return {"no_eos_rate": no_eos / n, "repeat_rate": repeats / n}
 
 
+def is_degenerate(text: str) -> bool:
+    """An output with no letter or digit (nothing, or only punctuation), or one word over and over."""
+    words = text.split()
+    return not any(ch.isalnum() for ch in text) or (len(words) >= 2 and len(set(words)) == 1)
+
+
 def perplexity(nll_per_token: float) -> float:
     return math.exp(min(nll_per_token, 100.0))  # capped: an untrained model's exp would overflow
 
@@ -52,7 +60,7 @@ def perplexity(nll_per_token: float) -> float:
 def teacher_forced_metrics(model, corpus, specials, max_tokens: int, device) -> dict:
     """Loss (NLL per token, no smoothing), perplexity and token accuracy with gold previous tokens."""
     model.eval()
-    sampler = TokenBatchSampler(corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, shuffle=False)
+    sampler = TokenBatchSampler.for_pairs(corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, shuffle=False)
     nll = torch.zeros((), device=device)
     tokens = torch.zeros((), device=device, dtype=torch.long)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -67,6 +75,13 @@ def teacher_forced_metrics(model, corpus, specials, max_tokens: int, device) -> 
     return {"loss": loss, "ppl": perplexity(loss), "acc": float(correct) / n, "tokens": int(tokens)}
 
 
+def _spread(n: int, count: int | None) -> np.ndarray:
+    """`count` evenly spaced positions out of n (all of them for None): corpora are often sorted by length."""
+    if count is None or count >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, max(count, 1)).round().astype(np.int64)
+
+
 def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None) -> dict:
     """Teacher-forced metrics and decoded BLEU/chrF on a prepared split (or `max_sentences` spread over it).
 
@@ -74,8 +89,7 @@ def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device,
     """
     corpus, examples = data.splits[split], data.texts[split]
     if max_sentences is not None and max_sentences < len(corpus):
-        # Evenly spaced, not the first n: corpora such as Tatoeba are sorted by length.
-        keep = np.linspace(0, len(corpus) - 1, max_sentences).round().astype(np.int64)
+        keep = _spread(len(corpus), max_sentences)
         corpus, examples = corpus.select(keep), [examples[i] for i in keep]
     specials = data.tokenizer.specials
     metrics = teacher_forced_metrics(model, corpus, specials, max_tokens, device)
@@ -84,7 +98,80 @@ def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device,
     metrics.update(free_running_failures(best, [len(s) for s in sources], search_cfg))
     hypotheses = [data.tokenizer.decode_tgt(tokens) for tokens in best]
     references = [ex.tgt for ex in examples]
+    metrics["degenerate_rate"] = sum(map(is_degenerate, hypotheses)) / max(len(hypotheses), 1)
     metrics.update(corpus_scores(hypotheses, references))
     metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)
     metrics.update(source_ids=sources, hypothesis_ids=best)
     return metrics
+
+
+@torch.no_grad()
+def evaluate_dialogue(
+    model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None, reset_memory=False, positions=8
+) -> dict:
+    """A memory-LSTM on whole sessions of a prepared dialogue split: teacher-forced loss/ppl/accuracy and decoded
+    BLEU/chrF of every reply, the memory carried from turn to turn, or emptied before every turn (reset_memory).
+
+    max_sentences: decode about that many replies, from sessions spread over the split. Besides evaluate_split's
+    keys, "degenerate_rate" and "per_turn": one entry per turn position (1: the reply to a session's first turn;
+    the last position pools all later ones) with its pairs, ppl and BLEU.
+    """
+    model.eval()
+    offsets, corpus, examples = data.sessions[split], data.splits[split], data.texts[split]
+    n_sessions = len(offsets) - 1
+    # As many sessions as hold about max_sentences pairs on average.
+    chosen = _spread(n_sessions, None if max_sentences is None else round(max_sentences * n_sessions / len(corpus)))
+    pairs = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in chosen])
+    corpus, examples = corpus.select(pairs), [examples[i] for i in pairs]
+    offsets = np.concatenate([[0], np.cumsum(np.diff(data.sessions[split])[chosen])])
+    specials = data.tokenizer.specials
+    turn_of = np.concatenate([np.arange(n) for n in np.diff(offsets)]).clip(max=positions - 1)  # (pairs,)
+    nll, tokens, correct = (np.zeros(positions) for _ in range(3))
+    best: list[list[int]] = [[] for _ in examples]
+    for sessions in session_sampler(corpus, offsets, max_tokens, shuffle=False).batches(0):
+        batch = collate_sessions(corpus, offsets, sessions, specials).to(device)
+        for t, turn, enc in read_session(model, batch, reset_memory=reset_memory):
+            position = min(t, positions - 1)
+            logits = model.backbone.decode(turn.tgt_in, model.backbone.init_state(enc), enc)[0]
+            out = sequence_loss(logits, turn.tgt_out, specials.pad)
+            nll[position] += float(out.nll_sum)
+            tokens[position] += int(out.n_tokens)
+            correct[position] += int(out.n_correct)
+            hyps = search(model.backbone, turn.src, turn.src_lengths, specials, search_cfg, enc)
+            for pair, nbest in zip(turn.indices.tolist(), hyps, strict=True):
+                best[pair] = nbest[0].tokens
+    loss = float(nll.sum() / max(tokens.sum(), 1))  # plain floats: checkpoints store these scores
+    hypotheses = [data.tokenizer.decode_tgt(t) for t in best]
+    references = [ex.tgt for ex in examples]
+    metrics = {"loss": loss, "ppl": perplexity(loss), "acc": float(correct.sum() / max(tokens.sum(), 1))}
+    metrics.update(free_running_failures(best, corpus.src_lengths().tolist(), search_cfg))
+    metrics["degenerate_rate"] = sum(map(is_degenerate, hypotheses)) / max(len(hypotheses), 1)
+    metrics.update(corpus_scores(hypotheses, references))
+    metrics["per_turn"] = []
+    for p in range(positions):
+        at = np.flatnonzero(turn_of == p)
+        if len(at):
+            bleu = BLEU().corpus_score([hypotheses[i] for i in at], [[references[i] for i in at]]).score
+            ppl = perplexity(float(nll[p] / max(tokens[p], 1)))
+            turn = f"{p + 1}+" if p == positions - 1 else str(p + 1)
+            metrics["per_turn"].append({"turn": turn, "pairs": len(at), "ppl": ppl, "bleu": float(bleu)})
+    metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)
+    metrics.update(source_ids=[corpus.src_ids(i) for i in range(len(corpus))], hypothesis_ids=best)
+    return metrics
+
+
+def memory_value_lines(carried: dict, reset: dict) -> list[str]:
+    """A table of evaluate_dialogue's results with the memory carried vs reset at every turn, overall and per turn
+    position: the difference is what the memory is worth."""
+    lines = [
+        "memory carried vs reset at every turn (the difference is the memory's value):",
+        f"  all turns ({sum(t['pairs'] for t in carried['per_turn'])} replies):"
+        f" ppl {carried['ppl']:.2f} vs {reset['ppl']:.2f} | BLEU {carried['bleu']:.2f} vs {reset['bleu']:.2f}"
+        f" | degenerate {100 * carried['degenerate_rate']:.1f}% vs {100 * reset['degenerate_rate']:.1f}%",
+    ]
+    for with_memory, without in zip(carried["per_turn"], reset["per_turn"], strict=True):
+        lines.append(
+            f"  turn {with_memory['turn']} ({with_memory['pairs']} replies): ppl {with_memory['ppl']:.2f} vs"
+            f" {without['ppl']:.2f} | BLEU {with_memory['bleu']:.2f} vs {without['bleu']:.2f}"
+        )
+    return lines

@@ -9,7 +9,7 @@ import torch
 
 from nmt.cli import compose_config, reports_errors
 from nmt.data import TokenBatchSampler, collate, prepare_data
-from nmt.models import build_model
+from nmt.models import build_model, model_width
 from nmt.training.diagnostics import (
     Check,
     data_report,
@@ -40,19 +40,18 @@ def run_checks(cfg) -> list[Check]:
     tokenizer, train = data.tokenizer, data.splits["train"]
     pad = tokenizer.specials.pad
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, pad, tokenizer.joint).to(device)
-    sampler = TokenBatchSampler(
+    sampler = TokenBatchSampler.for_pairs(
         train.src_lengths(),
         train.tgt_lengths(),
         cfg.trainer.max_tokens,
-        cfg.trainer.max_sentences,
-        shuffle=True,
+        max_sentences=cfg.trainer.max_sentences,
         seed=cfg.seed,
     )
     order = sampler.batches(0)
     batches = [collate(train, indices, tokenizer.specials) for indices in order[:REPORT_BATCHES]]
     first = batches[0].to(device)
     small = collate(train, order[0][:OVERFIT_SENTENCES], tokenizer.specials).to(device)
-    lr = peak_lr(cfg.optim, cfg.model.get("d_model") or cfg.model.get("hidden_size"))
+    lr = peak_lr(cfg.optim, model_width(cfg.model))
     return [
         data_report(data, batches),
         gradient_flow(model, first, pad),

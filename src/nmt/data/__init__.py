@@ -1,6 +1,14 @@
 """The data pipeline: corpora, tokenizers, token-id datasets and batches."""
 
-from nmt.data.batching import Batch, TokenBatchSampler, collate, pad_sequences
+from nmt.data.batching import (
+    Batch,
+    SessionBatch,
+    TokenBatchSampler,
+    collate,
+    collate_sessions,
+    pad_sequences,
+    session_sampler,
+)
 from nmt.data.corpus import (
     CorpusError,
     Example,
@@ -8,6 +16,7 @@ from nmt.data.corpus import (
     make_normalizer,
     normalize,
     read_corpus,
+    read_dialogues,
     read_lines,
     split_corpus,
 )
@@ -19,12 +28,14 @@ __all__ = [
     "CorpusError",
     "Example",
     "PreparedData",
+    "SessionBatch",
     "SpecialIds",
     "TokenBatchSampler",
     "TokenizedCorpus",
     "Tokenizer",
     "build_tokenizer",
     "collate",
+    "collate_sessions",
     "encode_corpus",
     "filter_pairs",
     "make_normalizer",
@@ -32,7 +43,9 @@ __all__ = [
     "pad_sequences",
     "prepare_data",
     "read_corpus",
+    "read_dialogues",
     "read_lines",
     "read_splits",
+    "session_sampler",
     "split_corpus",
 ]

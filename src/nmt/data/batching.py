@@ -81,29 +81,31 @@ def collate(corpus: TokenizedCorpus, indices, specials: SpecialIds) -> Batch:
 
 
 class TokenBatchSampler:
-    """Batches of corpus positions whose padded size n_sentences * max(src_len, tgt_len + 1) fits max_tokens.
+    """Batches of item positions whose padded size n_items * max(width) fits max_tokens.
 
-    Pairs are sorted by (tgt_len + 1, src_len) so that a batch holds similar lengths and little padding;
-    with shuffle, ties and the batch order are permuted by np.random.default_rng((seed, epoch)), so an
-    epoch's batches are reproducible (resuming relies on it). Without shuffle the order is sorted, for
-    evaluation. A single pair over the budget forms a batch of its own.
+    Items are sorted by `sort_keys` (np.lexsort order: the last key is the primary one) so that a batch holds
+    similar lengths and little padding; with shuffle, ties and the batch order are permuted by
+    np.random.default_rng((seed, epoch)), so an epoch's batches are reproducible (resuming relies on it).
+    Without shuffle the order is sorted, for evaluation. A single item over the budget forms a batch of its own.
+    Sentence pairs use for_pairs(); dialogue sessions sort by turn count, a session's width being its widest turn.
     """
 
     def __init__(
         self,
-        src_lengths,
-        tgt_lengths,
+        widths,
+        sort_keys,
         max_tokens: int,
         max_sentences: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
     ):
-        self.src_lengths = np.asarray(src_lengths, dtype=np.int64)  # (n,)
-        self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)  # (n,)
-        if self.src_lengths.ndim != 1 or self.src_lengths.shape != self.tgt_lengths.shape:
+        self.widths = np.asarray(widths, dtype=np.int64)  # (n,)
+        self.sort_keys = tuple(np.asarray(k, dtype=np.int64) for k in sort_keys)  # each (n,)
+        if self.widths.ndim != 1 or any(k.shape != self.widths.shape for k in self.sort_keys):
+            shapes = ", ".join(str(k.shape) for k in self.sort_keys)
             raise CorpusError(
-                f"TokenBatchSampler: src/tgt lengths have shapes {self.src_lengths.shape} and"
-                f" {self.tgt_lengths.shape} — pass one length per pair for each side"
+                f"TokenBatchSampler: widths {self.widths.shape} and sort keys {shapes} differ in shape"
+                " — pass one value per item"
             )
         if max_tokens < 1 or (max_sentences is not None and max_sentences < 1):
             raise CorpusError(
@@ -114,19 +116,30 @@ class TokenBatchSampler:
         self.max_sentences = max_sentences
         self.shuffle = shuffle
         self.seed = seed
-        # Chunk boundaries depend only on the sorted lengths, not on how ties are ordered: the count is fixed.
+        # Chunk boundaries depend only on the sorted keys, not on how ties are ordered: the count is fixed.
         self._num_batches = len(self._chunk(self._order(None)))
 
+    @classmethod
+    def for_pairs(cls, src_lengths, tgt_lengths, max_tokens: int, **kwargs) -> TokenBatchSampler:
+        """Sentence pairs sorted by (tgt_len, src_len); a pair's width max(src_len, tgt_len + 1) counts the
+        bos/eos that collate adds to the target."""
+        src, tgt = np.asarray(src_lengths, dtype=np.int64), np.asarray(tgt_lengths, dtype=np.int64)
+        if src.shape != tgt.shape:
+            raise CorpusError(
+                f"TokenBatchSampler: src/tgt lengths have shapes {src.shape} and {tgt.shape}"
+                " — pass one length per pair for each side"
+            )
+        return cls(np.maximum(src, tgt + 1), (src, tgt), max_tokens, **kwargs)
+
     def _order(self, rng: np.random.Generator | None) -> np.ndarray:
-        """(n,) positions sorted by (tgt_len, src_len); lexsort is stable, so ties keep the permuted order."""
+        """(n,) positions sorted by the keys; lexsort is stable, so ties keep the permuted order."""
         if rng is None:
-            return np.lexsort((self.src_lengths, self.tgt_lengths))
-        perm = rng.permutation(len(self.src_lengths))
-        return perm[np.lexsort((self.src_lengths[perm], self.tgt_lengths[perm]))]
+            return np.lexsort(self.sort_keys)
+        perm = rng.permutation(len(self.widths))
+        return perm[np.lexsort(tuple(k[perm] for k in self.sort_keys))]
 
     def _chunk(self, order: np.ndarray) -> list[np.ndarray]:
-        # max(max src, max tgt + 1) over a batch equals the max over its pairs of max(src, tgt + 1).
-        widths = np.maximum(self.src_lengths, self.tgt_lengths + 1)[order].tolist()
+        widths = self.widths[order].tolist()
         max_sentences = self.max_sentences or len(order)
         bounds, start, widest = [], 0, 0
         for i, width in enumerate(widths):
@@ -148,3 +161,45 @@ class TokenBatchSampler:
 
     def __len__(self) -> int:
         return self._num_batches
+
+
+@dataclass
+class SessionBatch:
+    """Dialogue sessions trained together, longest first, as one pair Batch per turn position.
+
+    turns[t] holds pair t of every session that has one: sessions end at different turns, and sorting them
+    longest first makes those still running a prefix, so turns[t] has rows 0..k_t - 1 (k_t non-increasing)
+    and finished sessions simply drop out of the batch instead of being padded.
+    """
+
+    turns: list[Batch]
+    sessions: np.ndarray  # (batch,) session numbers, longest first
+    n_tokens: int  # target tokens over all turns (eos included)
+
+    def to(self, device) -> SessionBatch:
+        return SessionBatch([turn.to(device) for turn in self.turns], self.sessions, self.n_tokens)
+
+
+def collate_sessions(corpus: TokenizedCorpus, session_offsets, sessions, specials: SpecialIds) -> SessionBatch:
+    """Batch the sessions numbered `sessions`; session s owns pairs session_offsets[s]:session_offsets[s + 1]."""
+    sessions = np.asarray(sessions, dtype=np.int64)
+    n_pairs = np.diff(session_offsets)[sessions]
+    order = np.argsort(-n_pairs, kind="stable")
+    sessions, n_pairs = sessions[order], n_pairs[order]
+    starts = session_offsets[sessions]
+    turns = [
+        collate(corpus, starts[: int((n_pairs > t).sum())] + t, specials) for t in range(int(n_pairs.max(initial=0)))
+    ]
+    return SessionBatch(turns, sessions, sum(turn.n_tokens for turn in turns))
+
+
+def session_sampler(corpus: TokenizedCorpus, session_offsets, max_tokens: int, **kwargs) -> TokenBatchSampler:
+    """Batches of sessions of similar turn count; a session's width is its widest pair, so every turn of the
+    batch fits the token budget. kwargs: max_sentences (sessions), shuffle, seed."""
+    session_offsets = np.asarray(session_offsets, dtype=np.int64)
+    pair_widths = np.maximum(corpus.src_lengths(), corpus.tgt_lengths() + 1)
+    n_pairs = np.diff(session_offsets)
+    if len(n_pairs) and n_pairs.min() < 1:
+        raise CorpusError("session_sampler: a session without pairs — every session needs at least two turns")
+    widths = np.maximum.reduceat(pair_widths, session_offsets[:-1]) if len(n_pairs) else n_pairs
+    return TokenBatchSampler(widths, (widths, n_pairs), max_tokens, **kwargs)

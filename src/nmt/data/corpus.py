@@ -1,4 +1,4 @@
-"""Parallel text corpora: reading and validating files, normalisation, the seeded split, length filters."""
+"""Text corpora: parallel files and dialogue sessions, validation, normalisation, the seeded split, length filters."""
 
 from __future__ import annotations
 
@@ -135,10 +135,41 @@ def read_corpus(spec, src_column: int = 0, tgt_column: int = 1, norm=normalize) 
     raise CorpusError(f"{spec!r}: not a corpus spec — give a TSV path or a list [src_file, tgt_file]")
 
 
+def read_dialogues(path, separator: str = "__eou__", norm=normalize) -> tuple[list[list[str]], dict[str, int]]:
+    """Sessions (lists of normalised turns) from a file of one dialogue per line, every turn ending with `separator`.
+
+    Rules, each counted in the returned {"blank_lines", "empty_turns", "short_sessions"}: blank lines are skipped;
+    turns empty after normalisation are dropped (their neighbours become adjacent); sessions left with fewer than
+    two turns give no (turn, reply) pair and are skipped. A non-blank line without the separator is refused:
+    pairs cut from it would be silently wrong.
+    """
+    sessions, counts = [], {"blank_lines": 0, "empty_turns": 0, "short_sessions": 0}
+    for lineno, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            counts["blank_lines"] += 1
+            continue
+        if separator not in line:
+            raise CorpusError(
+                f"{path}:{lineno}: no '{separator}' in this dialogue — one dialogue per line, every turn ending"
+                f" with ' {separator}' (set data.turn_separator for another mark)"
+            )
+        pieces = line.split(separator)
+        if not pieces[-1].strip():
+            pieces.pop()  # the text after the last turn's separator
+        turns = [norm(piece) for piece in pieces]
+        kept = [turn for turn in turns if turn]
+        counts["empty_turns"] += len(turns) - len(kept)
+        if len(kept) < 2:
+            counts["short_sessions"] += 1
+            continue
+        sessions.append(kept)
+    return sessions, counts
+
+
 def split_corpus(
-    examples: list[Example], dev_size: int, test_size: int, seed: int, name: str = "corpus"
-) -> tuple[list[Example], list[Example], list[Example]]:
-    """Seeded split into (train, dev, test); each part keeps the corpus order.
+    examples: list, dev_size: int, test_size: int, seed: int, name: str = "corpus"
+) -> tuple[list, list, list]:
+    """Seeded split of pairs (or sessions) into (train, dev, test); each part keeps the corpus order.
 
     A random.Random(seed) shuffle of the positions puts the first test_size in test, the next dev_size in
     dev and the rest in train, so the split depends only on the seed and the number of pairs. `name` labels

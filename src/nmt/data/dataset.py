@@ -1,4 +1,8 @@
-"""Token-id corpora: packed id arrays, their cache, and prepare_data, which builds every split of a config."""
+"""Token-id corpora: packed id arrays, their cache, and prepare_data, which builds every split of a config.
+
+Dialogue data becomes the same pair corpus, (turn t, turn t + 1) in session order, plus per split the offsets
+that say which consecutive pairs form each session.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,15 @@ from omegaconf import OmegaConf
 
 from nmt.atomic import write_atomic
 from nmt.config import DataConfig
-from nmt.data.corpus import CorpusError, Example, filter_pairs, make_normalizer, read_corpus, split_corpus
+from nmt.data.corpus import (
+    CorpusError,
+    Example,
+    filter_pairs,
+    make_normalizer,
+    read_corpus,
+    read_dialogues,
+    split_corpus,
+)
 from nmt.data.tokenizer import Tokenizer, build_tokenizer
 
 
@@ -107,13 +119,22 @@ class PreparedData:
     splits: dict[str, TokenizedCorpus]  # "train", "dev", "test", after filtering
     texts: dict[str, list[Example]]  # the kept pairs' normalised texts, aligned with splits (BLEU references)
     stats: dict  # per split {read, empty, too_long, kept}; split_seed, max_train_pairs, vocab sizes
+    # Dialogue data only: per split (sessions + 1,) int64, session s owns pairs sessions[s]:sessions[s + 1].
+    sessions: dict[str, np.ndarray] | None = None
 
 
-def read_splits(cfg: DataConfig) -> dict[str, list[Example]]:
-    """train/dev/test pairs: given files, or a seeded split of train for the ones not given."""
+def read_splits(cfg: DataConfig, log=print) -> dict[str, list]:
+    """train/dev/test pairs (dialogue data: sessions): given files, or a seeded split of train for those not given."""
 
     def read(spec):
-        return read_corpus(spec, cfg.src_column, cfg.tgt_column, make_normalizer(cfg))
+        if cfg.format == "pairs":
+            return read_corpus(spec, cfg.src_column, cfg.tgt_column, make_normalizer(cfg))
+        if cfg.format != "dialogue":
+            raise CorpusError(f"data.format={cfg.format}: choose pairs or dialogue")
+        sessions, counts = read_dialogues(spec, cfg.turn_separator, make_normalizer(cfg))
+        skipped = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in counts.items() if n)
+        log(f"data {spec}: {len(sessions)} sessions{f' ({skipped} skipped)' if skipped else ''}")
+        return sessions
 
     train = read(cfg.train)
     dev = read(cfg.dev) if cfg.dev is not None else None
@@ -129,7 +150,25 @@ def read_splits(cfg: DataConfig) -> dict[str, list[Example]]:
     return {"train": train, "dev": dev, "test": test}
 
 
-def _subsample(train: list[Example], max_pairs: int | None, seed: int) -> list[Example]:
+def dialogue_pairs(sessions: list[list[str]]) -> tuple[list[Example], np.ndarray]:
+    """Every (turn t, turn t + 1) of the sessions in order, and (sessions + 1,) offsets of each session's pairs."""
+    pairs = [Example(turns[t], turns[t + 1]) for turns in sessions for t in range(len(turns) - 1)]
+    offsets = np.zeros(len(sessions) + 1, dtype=np.int64)
+    np.cumsum([len(turns) - 1 for turns in sessions], out=offsets[1:])
+    return pairs, offsets
+
+
+def _truncate(corpus: TokenizedCorpus, max_len: int) -> tuple[TokenizedCorpus, int]:
+    """Cut both sides to max_len tokens (dialogue turns: dropping one would break its session); (corpus, pairs cut)."""
+    if max_len < 1:
+        raise CorpusError(f"data.max_len={max_len}: must be a positive number of tokens")
+    cut = int(((corpus.src_lengths() > max_len) | (corpus.tgt_lengths() > max_len)).sum())
+    src = pack([row[:max_len] for row in _rows(corpus.src, corpus.src_offsets)])
+    tgt = pack([row[:max_len] for row in _rows(corpus.tgt, corpus.tgt_offsets)])
+    return TokenizedCorpus(*src, *tgt), cut
+
+
+def _subsample(train: list, max_pairs: int | None, seed: int) -> list:
     if max_pairs is not None and max_pairs < 1:
         raise CorpusError(f"data.max_train_pairs={max_pairs}: must be positive — or null to use all pairs")
     if max_pairs is None or max_pairs >= len(train):
@@ -139,14 +178,25 @@ def _subsample(train: list[Example], max_pairs: int | None, seed: int) -> list[E
 
 
 def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
-    """Read, split, subsample, tokenize, encode and filter the corpus that `cfg` describes."""
+    """Read, split, subsample, tokenize, encode and filter the corpus that `cfg` describes.
+
+    Dialogue data: max_train_pairs counts sessions, and over-long turns are cut to max_len instead of dropped.
+    """
     if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "train"):
         raise CorpusError("data.train: not set — give a TSV file or [src_file, tgt_file]")
+    dialogue = cfg.format == "dialogue"
+    if dialogue and not cfg.tokenizer.joint:
+        raise CorpusError("data.tokenizer.joint=false: dialogue turns are both sources and replies — set it true")
     cache_dir = Path(cfg.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    texts = read_splits(cfg)
+    texts = read_splits(cfg, log)
     available = len(texts["train"])
     texts["train"] = _subsample(texts["train"], cfg.max_train_pairs, cfg.split_seed)
+    sessions = None
+    if dialogue:
+        sessions = {}
+        for name in texts:
+            texts[name], sessions[name] = dialogue_pairs(texts[name])
     tokenizer = build_tokenizer(cfg.tokenizer, texts["train"], cache_dir, log)
     stats: dict = {
         "split_seed": cfg.split_seed,
@@ -158,13 +208,22 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
     for name, examples in texts.items():
         corpus = encode_corpus(examples, tokenizer, cache_dir)
         max_len = cfg.max_len if name == "train" else None
+        sampled = f" (sampled from {available})" if name == "train" and available > len(examples) else ""
+        if dialogue:
+            cut = 0
+            if max_len is not None:
+                corpus, cut = _truncate(corpus, max_len)
+            splits[name] = corpus
+            stats[name] = {"read": len(examples), "truncated": cut, "kept": len(examples)}
+            cut_note = f", {cut} with a turn cut to {max_len} tokens" if max_len is not None else ""
+            log(f"data {name}: {len(sessions[name]) - 1} sessions{sampled}, {len(examples)} turn pairs{cut_note}")
+            continue
         kept, counts = filter_pairs(
             _rows(corpus.src, corpus.src_offsets), _rows(corpus.tgt, corpus.tgt_offsets), max_len
         )
         splits[name] = corpus.select(kept)
         texts[name] = [examples[i] for i in kept]
         stats[name] = {"read": len(examples), **counts}
-        sampled = f" (sampled from {available})" if name == "train" and available > len(examples) else ""
         too_long = f", {counts['too_long']} longer than {max_len} tokens" if max_len is not None else ""
         empty = f", {counts['empty']} empty"
         log(f"data {name}: {len(examples)} pairs{sampled}{empty}{too_long}, {counts['kept']} kept")
@@ -173,4 +232,4 @@ def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
             f"{cfg.train}: no training pairs left after filtering ({stats['train']}) — raise data.max_len"
             " or check the corpus"
         )
-    return PreparedData(tokenizer=tokenizer, splits=splits, texts=texts, stats=stats)
+    return PreparedData(tokenizer=tokenizer, splits=splits, texts=texts, stats=stats, sessions=sessions)

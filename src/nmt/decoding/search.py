@@ -53,10 +53,13 @@ def _constrain(log_probs, step: int, tokens, limits, specials, cfg):
 
 
 @torch.no_grad()
-def greedy_search(model, src, src_lengths, specials, cfg) -> list[list[Hypothesis]]:
-    """Batched greedy decoding. src: (batch, src_len); cfg: a SearchConfig. One hypothesis per sentence."""
+def greedy_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[Hypothesis]]:
+    """Batched greedy decoding. src: (batch, src_len); cfg: a SearchConfig. One hypothesis per sentence.
+
+    enc: the source's EncoderOut when the caller has it (a dialogue turn read through the memory), else encoded here.
+    """
     batch, device = src.size(0), src.device
-    enc = model.encode(src, src_lengths)
+    enc = model.encode(src, src_lengths) if enc is None else enc
     state = model.init_state(enc)
     limits = output_limits(src_lengths, cfg.max_len_a, cfg.max_len_b)
     steps = int(limits.max()) + 1
@@ -81,8 +84,10 @@ def greedy_search(model, src, src_lengths, specials, cfg) -> list[list[Hypothesi
 
 
 @torch.no_grad()
-def beam_search(model, src, src_lengths, specials, cfg) -> list[list[Hypothesis]]:
+def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[Hypothesis]]:
     """Batched beam search over sentences x beams; the cfg.nbest best hypotheses per sentence, best first.
+
+    enc: as for greedy_search.
 
     A hypothesis finishes when EOS is among the top `beam_size` candidates. A sentence is done once it has
     `beam_size` finished hypotheses and its best unfinished one, normalised at the earliest length it could finish
@@ -92,7 +97,7 @@ def beam_search(model, src, src_lengths, specials, cfg) -> list[list[Hypothesis]
     if not 1 <= cfg.nbest <= k:
         raise UserError(f"nbest={cfg.nbest}: must be between 1 and beam_size={k}")
     device = src.device
-    enc = model.encode(src, src_lengths)
+    enc = model.encode(src, src_lengths) if enc is None else enc
     state = model.init_state(enc)
     expand = torch.arange(batch, device=device).repeat_interleave(k)
     enc, state = enc.reorder(expand), state.reorder(expand)
@@ -142,8 +147,8 @@ def beam_search(model, src, src_lengths, specials, cfg) -> list[list[Hypothesis]
     return [sorted(hyps, reverse=True)[: cfg.nbest] for hyps in finished]
 
 
-def search(model, src, src_lengths, specials, cfg) -> list[list[Hypothesis]]:
+def search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[Hypothesis]]:
     """Decode a batch with the search that `cfg` (a SearchConfig) selects: greedy for beam_size 1."""
     if cfg.beam_size == 1:
-        return greedy_search(model, src, src_lengths, specials, cfg)
-    return beam_search(model, src, src_lengths, specials, cfg)
+        return greedy_search(model, src, src_lengths, specials, cfg, enc)
+    return beam_search(model, src, src_lengths, specials, cfg, enc)

@@ -43,3 +43,7 @@ class LSTMState:
 
     def reorder(self, index: torch.Tensor) -> LSTMState:
         return LSTMState(self.h.index_select(1, index), self.c.index_select(1, index))
+
+    def detach(self) -> LSTMState:
+        """The same values cut from the graph: gradients stop here (truncated backpropagation through time)."""
+        return LSTMState(self.h.detach(), self.c.detach())

@@ -60,6 +60,7 @@ class LSTMAttention(nn.Module):
 
     # Layers whose output goes through tanh: Xavier init scales them by tanh's gain.
     tanh_layers = ("bridge_h", "combine", "attention.query_proj", "attention.memory_proj")
+    recurrent = True  # teacher forcing below 1 feeds its own tokens back step by step
 
     def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
         super().__init__()
@@ -89,10 +90,18 @@ class LSTMAttention(nn.Module):
 
     def encode(self, src, src_lengths) -> EncoderOut:
         """src: (batch, src_len), src_lengths: (batch,)"""
+        return self.with_cache(self.encode_source(src, src_lengths))
+
+    def encode_source(self, src, src_lengths) -> EncoderOut:
+        """The encoder's outputs and final state, before the attention keys are derived from them."""
         memory, final = self.encoder(src, src_lengths)
         mask = src != self.tgt_embed.padding_idx
         mask[:, 0] |= src_lengths == 0  # an empty source attends to its single pad step
-        return EncoderOut(memory, mask, (self.attention.keys(memory),), final)
+        return EncoderOut(memory, mask, final=final)
+
+    def with_cache(self, enc: EncoderOut) -> EncoderOut:
+        """enc with the attention keys of its memory: what decoding steps reuse."""
+        return EncoderOut(enc.memory, enc.mask, (self.attention.keys(enc.memory),), enc.final)
 
     def init_state(self, enc: EncoderOut) -> LSTMState:
         """Project the encoder's final h and c into the decoder; with fewer encoder layers, repeat the top one."""

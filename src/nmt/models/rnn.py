@@ -33,6 +33,7 @@ class RNNSeq2Seq(nn.Module):
     """Embeddings, a (bidirectional) multi-layer RNN encoder over packed sequences, a bridge, an RNN decoder."""
 
     tanh_layers = ("bridge",)
+    recurrent = True  # teacher forcing below 1 feeds its own tokens back step by step
 
     def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
         super().__init__()

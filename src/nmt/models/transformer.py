@@ -185,6 +185,8 @@ class Transformer(nn.Module):
 
     # Xavier init reads this; no Linear layer here feeds a tanh.
     tanh_layers = ()
+    # Teacher forcing below 1 takes two parallel passes, not a step-by-step loop (training/teacher_forcing.py).
+    recurrent = False
 
     def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
         super().__init__()
@@ -238,20 +240,24 @@ class Transformer(nn.Module):
         return self.dropout(x + self.positions(positions).to(x.dtype))
 
     def encode(self, src, src_lengths) -> EncoderOut:
-        """src: (batch, src_len), src_lengths: (batch,)
+        """src: (batch, src_len), src_lengths: (batch,)"""
+        return self.with_cache(self.encode_source(src, src_lengths))
 
-        The cache holds every decoder layer's cross-attention keys and values, (k_0, v_0, k_1, v_1, ...), each
-        (batch, heads, src_len, d_head): beam search reorders them once, not at every step.
-        """
+    def encode_source(self, src, src_lengths) -> EncoderOut:
+        """The encoder stack's output memory (batch, src_len, d_model) and mask, without the decoder's cache."""
         mask = src != self.pad_id
         mask[:, 0] |= src_lengths == 0  # an empty source attends to its first (pad) position, not to nothing
         attend = mask[:, None, None, :]
         x = self.embed(src, self.src_embed)
         for layer in self.encoder:
             x = layer(x, attend)
-        memory = self.encoder_norm(x)
-        cache = tuple(t for layer in self.decoder for t in layer.cross_attn.keys_values(memory))
-        return EncoderOut(memory, mask, cache)
+        return EncoderOut(self.encoder_norm(x), mask)
+
+    def with_cache(self, enc: EncoderOut) -> EncoderOut:
+        """enc with every decoder layer's cross-attention keys and values, (k_0, v_0, k_1, v_1, ...), each
+        (batch, heads, src_len, d_head): beam search reorders them once, not at every step."""
+        cache = tuple(t for layer in self.decoder for t in layer.cross_attn.keys_values(enc.memory))
+        return EncoderOut(enc.memory, enc.mask, cache)
 
     def init_state(self, enc: EncoderOut) -> TransformerState:
         """An empty self-attention cache: (batch, heads, 0, d_head) per layer."""
@@ -259,11 +265,12 @@ class Transformer(nn.Module):
         layers = len(self.decoder)
         return TransformerState((empty,) * layers, (empty,) * layers, 0)
 
-    def decode(self, tgt_in, state: TransformerState, enc: EncoderOut, need_weights: bool = False):
-        """Run the decoder over new target tokens, after the state.steps tokens already in the cache.
+    def decode_hidden(self, tgt_in, state: TransformerState, enc: EncoderOut, need_weights: bool = False):
+        """Run the decoder over new target tokens, after the state.steps tokens already in the cache, up to the
+        features the output layer reads.
 
-        tgt_in: (batch, new_len) -> logits (batch, new_len, vocab), new state, and if need_weights the last layer's
-        cross-attention weights averaged over heads (batch, new_len, src_len), else None
+        tgt_in: (batch, new_len) -> features (batch, new_len, d_model), new state, and if need_weights the last
+        layer's cross-attention weights averaged over heads (batch, new_len, src_len), else None
         """
         new_len, past = tgt_in.size(1), state.steps
         x = self.embed(tgt_in, self.tgt_embed, start=past)
@@ -277,8 +284,12 @@ class Transformer(nn.Module):
             x, k, v, weights = layer(x, past_k, past_v, causal, memory_k, memory_v, memory_mask, need_weights and last)
             keys.append(k)
             values.append(v)
-        logits = self.output(self.decoder_norm(x))
-        return logits, TransformerState(tuple(keys), tuple(values), past + new_len), weights
+        return self.decoder_norm(x), TransformerState(tuple(keys), tuple(values), past + new_len), weights
+
+    def decode(self, tgt_in, state: TransformerState, enc: EncoderOut, need_weights: bool = False):
+        """tgt_in: (batch, new_len) -> logits (batch, new_len, vocab), new state, attention (see decode_hidden)"""
+        features, state, weights = self.decode_hidden(tgt_in, state, enc, need_weights)
+        return self.output(features), state, weights
 
     def decode_step(self, prev_tokens, state: TransformerState, enc: EncoderOut):
         """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, attention (batch, src_len)"""

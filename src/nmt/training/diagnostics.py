@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from nmt.evaluation import evaluate_split
-from nmt.models.init import GATE_NONLINEARITIES
+from nmt.models.init import GATE_NONLINEARITIES, tanh_layer_names
 from nmt.training.loss import sequence_loss
 from nmt.training.monitor import grads_by_group
 
@@ -150,7 +150,7 @@ def initialisation(model, batch, pad_id: int) -> Check:
     handles = [m.register_forward_hook(record_std(n)) for n, m in leaves]
     modules = dict(model.named_modules())
     # A model lists every layer it may build; its config decides which exist (dot attention has no projections).
-    tanh_layers = [n for n in getattr(model, "tanh_layers", ()) if n in modules]
+    tanh_layers = sorted(n for n in tanh_layer_names(model) if n in modules)
     handles += [modules[n].register_forward_hook(record_saturation(n)) for n in tanh_layers]
     handles += [m.register_forward_pre_hook(record_gates(n)) for n, m in modules.items() if isinstance(m, nn.RNNBase)]
     model.zero_grad(set_to_none=True)

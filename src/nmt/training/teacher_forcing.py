@@ -2,9 +2,9 @@
 
 With probability eps (the schedule's ratio) the decoder reads the gold previous token, else its own prediction
 (scheduled sampling, Bengio et al., 2015). At eps = 1 the whole target goes through the decoder in one call.
-Below 1, recurrent models (those with `decode_hidden`) go step by step; the Transformer takes two passes
+Below 1, recurrent models (`model.recurrent`) go step by step; the Transformer takes two passes
 (Mihaylova & Martins, 2019): predictions from a teacher-forced pass without gradient, mixed with the gold tokens,
-feed a second pass that carries the loss.
+feed a second pass that carries the loss; both passes read one encoding of the source.
 """
 
 from __future__ import annotations
@@ -56,13 +56,12 @@ def _choose(cfg, logits) -> torch.Tensor:
     raise UserError(f"teacher_forcing.feed={cfg.feed}: choose argmax or sample")
 
 
-def _step_by_step(model, src, src_lengths, tgt_in, gold, cfg) -> torch.Tensor:
+def _step_by_step(model, enc, tgt_in, gold, cfg) -> torch.Tensor:
     """Recurrent decoding that feeds back the model's own token where `gold` (batch, steps) is False.
 
-    The decoder features go into one tensor allocated at the first step; the output layer runs once over all
-    steps at the end. Per step only a no-grad projection picks the token to feed back.
+    The decoder features go into one tensor allocated at the first step. Per step only a no-grad projection
+    picks the token to feed back; the caller runs the output layer once over all steps.
     """
-    enc = model.encode(src, src_lengths)
     state = model.init_state(enc)
     batch, steps = tgt_in.shape
     prev = tgt_in[:, :1]
@@ -75,22 +74,35 @@ def _step_by_step(model, src, src_lengths, tgt_in, gold, cfg) -> torch.Tensor:
         if t + 1 < steps:
             own = _choose(cfg, model.output(out[:, 0]))
             prev = torch.where(gold[:, t + 1], tgt_in[:, t + 1], own).unsqueeze(1)
-    return model.output(features)
+    return features
 
 
-def _two_pass(model, src, src_lengths, tgt_in, gold, cfg) -> torch.Tensor:
+def _teacher_forced(model, enc, tgt_in) -> torch.Tensor:
+    return model.decode_hidden(tgt_in, model.init_state(enc), enc)[0]
+
+
+def _two_pass(model, enc, tgt_in, gold, cfg) -> torch.Tensor:
     """Teacher-forced predictions (no gradient) mixed with the gold tokens feed the pass that carries the loss."""
     with torch.no_grad():
-        own = _choose(cfg, model(src, src_lengths, tgt_in))  # own[:, t] predicts position t + 1
+        own = _choose(cfg, model.output(_teacher_forced(model, enc, tgt_in)))  # own[:, t] predicts position t + 1
     mixed = tgt_in.clone()
     mixed[:, 1:] = torch.where(gold[:, 1:], tgt_in[:, 1:], own[:, :-1])
-    return model(src, src_lengths, mixed)
+    return _teacher_forced(model, enc, mixed)
 
 
-def forced_logits(model, src, src_lengths, tgt_in, cfg, ratio: float) -> torch.Tensor:
-    """Training logits (batch, tgt_len, vocab) with gold tokens fed with probability `ratio`."""
+def forced_features(model, enc, tgt_in, cfg, ratio: float) -> torch.Tensor:
+    """The decoder features (batch, tgt_len, dim) that model.output turns into training logits, with gold tokens
+    fed with probability `ratio`.
+
+    enc: model.encode(src, src_lengths), or a memory-LSTM turn's EncoderOut with `model` its backbone.
+    """
     if ratio >= 1.0:
-        return model(src, src_lengths, tgt_in)
+        return _teacher_forced(model, enc, tgt_in)
     gold = _coins(cfg, ratio, tgt_in.shape, tgt_in.device)
-    run = _step_by_step if hasattr(model, "decode_hidden") else _two_pass
-    return run(model, src, src_lengths, tgt_in, gold, cfg)
+    run = _step_by_step if model.recurrent else _two_pass
+    return run(model, enc, tgt_in, gold, cfg)
+
+
+def forced_logits(model, enc, tgt_in, cfg, ratio: float) -> torch.Tensor:
+    """Training logits (batch, tgt_len, vocab): forced_features through the output layer."""
+    return model.output(forced_features(model, enc, tgt_in, cfg, ratio))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -16,9 +17,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from nmt.data import TokenBatchSampler, collate, prepare_data
-from nmt.evaluation import evaluate_split
-from nmt.models import build_model, count_parameters, describe
+from nmt.data import TokenBatchSampler, collate, collate_sessions, prepare_data, session_sampler
+from nmt.errors import UserError
+from nmt.evaluation import evaluate_dialogue, evaluate_split, memory_value_lines
+from nmt.models import build_model, count_parameters, describe, model_width
 from nmt.training.checkpoint import (
     CheckpointError,
     copy_checkpoint,
@@ -40,6 +42,7 @@ from nmt.training.monitor import (
     weights_finite,
 )
 from nmt.training.optim import build_optimizer, build_scheduler, describe_param_groups
+from nmt.training.session import session_loss
 from nmt.training.teacher_forcing import forced_logits, tf_ratio
 
 log = logging.getLogger("nmt.train")
@@ -77,6 +80,13 @@ class Trainer:
         if tcfg.deterministic:
             torch.use_deterministic_algorithms(True)
         self.device = resolve_device(tcfg.device)
+        # A memory-LSTM trains a whole dialogue at a time; other models train on (turn, reply) pairs of one.
+        self.sessions = cfg.model.name == "memory_lstm"
+        if self.sessions and cfg.data.format != "dialogue":
+            raise UserError(
+                f"model=memory_lstm carries memory across dialogue turns, but data={cfg.data.name} holds sentence"
+                " pairs — use data=dailydialog (or a data config with format: dialogue)"
+            )
         self.data = prepare_data(cfg.data, log=log.info)
         self.tokenizer = self.data.tokenizer
         self.specials = self.tokenizer.specials
@@ -88,22 +98,31 @@ class Trainer:
             self.specials.pad,
             self.tokenizer.joint,
         ).to(self.device)
-        self.sampler = TokenBatchSampler(
-            self.train_set.src_lengths(),
-            self.train_set.tgt_lengths(),
-            tcfg.max_tokens,
-            tcfg.max_sentences,
-            shuffle=True,
-            seed=cfg.seed,
-        )
+        if self.sessions:
+            self.sampler = session_sampler(
+                self.train_set, self.data.sessions["train"], tcfg.max_tokens, max_sentences=tcfg.max_sentences,
+                seed=cfg.seed,
+            )
+        else:
+            self.sampler = TokenBatchSampler.for_pairs(
+                self.train_set.src_lengths(),
+                self.train_set.tgt_lengths(),
+                tcfg.max_tokens,
+                max_sentences=tcfg.max_sentences,
+                seed=cfg.seed,
+            )
         self.total_steps = tcfg.max_steps or tcfg.max_epochs * len(self.sampler)
+        if tcfg.init_from and tcfg.resume:
+            raise UserError("trainer.init_from and trainer.resume are both set — resume continues a run, init_from"
+                            " starts a new one from its weights: keep one")
         self.optimizer = build_optimizer(cfg.optim, self.model)
-        model_dim = cfg.model.get("d_model") or cfg.model.get("hidden_size")
-        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_dim)
+        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_width(cfg.model))
         self.progress = Progress()
         self.nonfinite_in_a_row = 0
         if tcfg.resume:
             self._resume(tcfg.resume)
+        elif tcfg.init_from:
+            self._init_from(tcfg.init_from)
         self.writer = SummaryWriter(str(self.run_dir / "tb"))
 
     # -- checkpoints --------------------------------------------------------------------------------------------
@@ -154,14 +173,28 @@ class Trainer:
             copy_checkpoint(path.parent / "best.pt", self.ckpt_dir / "best.pt")  # this run holds its best so far
         log.info("resumed from %s at step %d (epoch %d)", path, self.progress.step, self.progress.epoch + 1)
 
+    def _init_from(self, spec: str) -> None:
+        """Start from a checkpoint's weights with a fresh optimizer and schedule (e.g. the second stage of a
+        two-stage recipe); the architecture and vocabulary must match, other settings may differ."""
+        path = resolve_checkpoint(spec, "best.pt")
+        ckpt = load_checkpoint(path)
+        if ckpt["tokenizer"] != self.tokenizer.state():
+            raise CheckpointError(f"{path}: its vocabulary differs from this data config's — use the same data")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+            raise CheckpointError(
+                f"{path}: its weights do not fit this model ({first}) — use the same model=... sizes"
+            ) from None
+        log.info("initialised the weights from %s", path)
+
     # -- evaluation ---------------------------------------------------------------------------------------------
 
     def _evaluate(self) -> bool:
         """Dev metrics, samples, best/last checkpoints. Returns True when early stopping says stop."""
         tcfg, p = self.cfg.trainer, self.progress
-        m = evaluate_split(
-            self.model, self.data, "dev", tcfg.search, tcfg.max_tokens, self.device, tcfg.dev_max_sentences
-        )
+        m = self._evaluate_split("dev", tcfg.dev_max_sentences)
         tb_names = {"loss": "loss", "ppl": "ppl", "acc": "token_acc", "bleu": "bleu", "chrf": "chrf"}
         for key, tb in {**tb_names, "no_eos_rate": "no_eos_rate", "repeat_rate": "repeat_rate"}.items():
             self.writer.add_scalar(f"dev/{tb}", m[key], p.step)
@@ -207,8 +240,17 @@ class Trainer:
             return True
         return False
 
+    def _evaluate_split(self, split: str, max_sentences=None, reset_memory: bool = False) -> dict:
+        tcfg = self.cfg.trainer
+        evaluate = evaluate_split
+        if self.sessions:
+            evaluate = functools.partial(evaluate_dialogue, reset_memory=reset_memory)
+        return evaluate(self.model, self.data, split, tcfg.search, tcfg.max_tokens, self.device, max_sentences)
+
     def _attention_images(self, m: dict) -> None:
         """Heatmaps of the decoder's attention over the first few evaluated dev sentences (attention models)."""
+        if self.sessions:
+            return  # attention_map decodes a turn alone, which is not what a memory-LSTM saw
         for i in range(min(self.cfg.trainer.attention_samples, len(m["source_ids"]))):
             src_ids, hyp_ids = m["source_ids"][i], m["hypothesis_ids"][i]
             weights = attention_map(self.model, src_ids, hyp_ids, self.specials, self.device)
@@ -226,19 +268,30 @@ class Trainer:
         """The teacher-forcing ratio now: a function of step and epoch, so a resumed run continues the schedule."""
         return tf_ratio(self.cfg.teacher_forcing, self.progress.step, self.progress.epoch)
 
-    def _batch_loss(self, batch, ratio: float):
-        """The training loss (a LossOut) of a collated batch at teacher-forcing `ratio`."""
-        logits = forced_logits(self.model, batch.src, batch.src_lengths, batch.tgt_in, self.cfg.teacher_forcing, ratio)
-        return sequence_loss(logits, batch.tgt_out, self.specials.pad, self.cfg.trainer.label_smoothing)
+    def _collate(self, indices):
+        """A Batch of pairs, or a SessionBatch of whole dialogues for a memory-LSTM, on the device."""
+        if self.sessions:
+            return collate_sessions(self.train_set, self.data.sessions["train"], indices, self.specials).to(self.device)
+        return collate(self.train_set, indices, self.specials).to(self.device)
+
+    def _forward_backward(self, batch, ratio: float):
+        """Backpropagate the training loss of a batch at teacher-forcing `ratio`; return it (a LossOut)."""
+        tcfg, tf_cfg = self.cfg.trainer, self.cfg.teacher_forcing
+        if self.sessions:
+            bptt = self.cfg.model.memory.bptt_turns
+            return session_loss(self.model, batch, tf_cfg, ratio, self.specials.pad, tcfg.label_smoothing, bptt)
+        logits = forced_logits(self.model, self.model.encode(batch.src, batch.src_lengths), batch.tgt_in, tf_cfg, ratio)
+        out = sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing)
+        out.loss.backward()
+        return out
 
     def _train_step(self, indices, meter: Meter) -> None:
         tcfg = self.cfg.trainer
-        batch = collate(self.train_set, indices, self.specials).to(self.device)
+        batch = self._collate(indices)
         self.model.train()
         ratio = self.current_tf_ratio()
-        out = self._batch_loss(batch, ratio)
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        out = self._forward_backward(batch, ratio)
         max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not (torch.isfinite(out.loss) and torch.isfinite(grad_norm)):
@@ -262,7 +315,7 @@ class Trainer:
         if self.nonfinite_in_a_row < tcfg.max_nonfinite_steps:
             return
 
-        culprit = find_nonfinite(self.model, lambda: self._batch_loss(batch, ratio).loss.backward())
+        culprit = find_nonfinite(self.model, lambda: self._forward_backward(batch, ratio))
         last = self.ckpt_dir / "last.pt"
         raise TrainingStopped(
             f"step {p.step + 1}: {self.nonfinite_in_a_row} steps in a row had a non-finite loss or gradient; the first "
@@ -358,13 +411,17 @@ class Trainer:
 
     def _finish(self) -> dict:
         """Test the best checkpoint, write results.json, print the scores and the commands to use the model."""
-        tcfg = self.cfg.trainer
         best_path = self.ckpt_dir / "best.pt"
         best = load_checkpoint(best_path)
         self.model.load_state_dict(best["model"])
-        test = evaluate_split(self.model, self.data, "test", tcfg.search, tcfg.max_tokens, self.device)
+        test = self._evaluate_split("test")
         for key in ("bleu", "chrf", "loss"):
             self.writer.add_scalar(f"test/{key}", test[key], self.progress.step)
+        if self.sessions:
+            # The ablation: the same replies with the memory emptied before every turn.
+            test["memory_reset"] = _scores(self._evaluate_split("test", reset_memory=True))
+            for line in memory_value_lines(test, test["memory_reset"]):
+                log.info(line)
         scores = {"dev_bleu": best["dev"]["bleu"], "test_bleu": test["bleu"], "test_chrf": test["chrf"]}
         self.writer.add_hparams(hparams(self.cfg), {f"hparam/{k}": v for k, v in scores.items()}, run_name=".")
         self.writer.close()
@@ -388,5 +445,9 @@ class Trainer:
 
 def _scores(m: dict) -> dict:
     """The JSON-able metrics of an evaluation (no texts)."""
-    keys = ("loss", "ppl", "acc", "bleu", "chrf", "no_eos_rate", "repeat_rate", "bleu_signature", "chrf_signature")
+    keys = (
+        "loss", "ppl", "acc", "bleu", "chrf", "no_eos_rate", "repeat_rate", "degenerate_rate", "per_turn",
+        "memory_reset", "bleu_signature", "chrf_signature",
+    )
     return {k: m[k] for k in keys if k in m}
+
