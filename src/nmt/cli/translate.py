@@ -1,4 +1,5 @@
-"""nmt-translate: translate the arguments, stdin line by line, or sentences typed at an interactive prompt."""
+"""nmt-translate: translate the arguments, stdin line by line, or sentences typed at an interactive prompt; with a
+memory-LSTM checkpoint, chat: each line is a turn of a session whose memory carries over."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from nmt.cli import compose_config, reports_errors
 from nmt.data import make_normalizer
 from nmt.decoding import translate_texts
+from nmt.decoding.chat import Chat
 from nmt.training.checkpoint import load_for_inference, newest_checkpoint, resolve_checkpoint
 from nmt.training.trainer import resolve_device
 
@@ -53,17 +55,57 @@ def _stream(lines, translate, normalize, batch_size: int, out) -> None:
         flush()
 
 
-def _interactive(translate, normalize) -> None:
-    print("nmt-translate: type a sentence, Enter to translate, Ctrl-D to quit", file=sys.stderr)
+def _prompt(banner: str):
+    """Lines typed at a '> ' prompt, until Ctrl-D or Ctrl-C."""
+    print(f"nmt-translate: {banner}", file=sys.stderr)
     while True:
         try:
-            line = input("> ")
+            yield input("> ")
         except (EOFError, KeyboardInterrupt):
             print(file=sys.stderr)
             return
+
+
+def _interactive(translate, normalize) -> None:
+    for line in _prompt("type a sentence, Enter to translate, Ctrl-D to quit"):
         text = normalize(line)
         if text:
             print(_format(translate([text])[0]))
+
+
+def _chat_stream(lines, chat: Chat, out) -> None:
+    """One reply line per turn line; a blank line ends the session (memory reset) and stays blank in the output."""
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if line.strip():
+            out.write(chat.reply(line) + "\n")
+        else:
+            chat.reset()
+            out.write("\n")
+        out.flush()
+
+
+def _chat_interactive(chat: Chat) -> None:
+    for line in _prompt("chat — type a turn, Enter for the reply, /reset for a new session, Ctrl-D to quit"):
+        if line.strip() == "/reset":
+            chat.reset()
+            print("(new session: the memory is empty)", file=sys.stderr)
+        elif line.strip():
+            print(chat.reply(line))
+
+
+def _chat(model, tokenizer, run_cfg, cfg, device, text: str) -> None:
+    """nmt-translate with a memory-LSTM: the arguments are one turn of a new session, else stdin or a prompt."""
+    data = run_cfg["data"]
+    chat = Chat(model, tokenizer, cfg, device, make_normalizer(data), data["max_len"])
+    if cfg.nbest > 1:
+        print("nmt-translate: a chat answers with the best hypothesis only (nbest ignored)", file=sys.stderr)
+    if text:
+        print(chat.reply(text))
+    elif sys.stdin.isatty():
+        _chat_interactive(chat)
+    else:
+        _chat_stream(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"), chat, sys.stdout)
 
 
 @reports_errors("nmt-translate")
@@ -75,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     model, tokenizer, run_cfg = load_for_inference(path, device)
     normalize = make_normalizer(run_cfg["data"])  # the same normalisation as the training data
     print(f"nmt-translate: using {path}", file=sys.stderr)
+    if run_cfg["model"]["name"] == "memory_lstm":
+        _chat(model, tokenizer, run_cfg, cfg, device, text)
+        return
 
     def translate(texts):
         return translate_texts(model, tokenizer, texts, cfg, device)
