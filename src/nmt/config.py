@@ -176,7 +176,7 @@ class TrainerConfig:
     dev_max_sentences: Optional[int] = 500  # dev sentences decoded per evaluation (None: all)
     num_samples: int = 3  # dev translations shown per evaluation
     device: str = "auto"  # auto | cpu | cuda
-    resume: Optional[str] = None  # run directory or checkpoint
+    resume: Optional[str] = None  # a run directory or checkpoint, or auto (the newest of this model and data)
     init_from: Optional[str] = None  # start from these model weights (a run directory or checkpoint), fresh optimizer
     deterministic: bool = False
     progress_bar: bool = True

@@ -1,22 +1,57 @@
-"""nmt-train: compose the Hydra config and run the trainer in the run directory Hydra created."""
+"""nmt-train: compose the Hydra config and run the trainer in the run directory Hydra created (or, when resuming,
+in the resumed run's own directory)."""
 
 from __future__ import annotations
+
+import sys
+from datetime import datetime
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from nmt.cli import reports_errors
+from nmt.cli import compose_config, reports_errors
 from nmt.config import register_configs
-from nmt.training.trainer import Trainer
+from nmt.training.interrupt import TrainingInterrupted
+from nmt.training.trainer import Trainer, resume_checkpoint
 
 register_configs()
 
 
+@reports_errors("nmt-train")
+def resume_in_place(argv: list[str]) -> list[str]:
+    """With trainer.resume, the overrides that continue the run in its own directory, so that its train.log and
+    TensorBoard history go on where they stopped; this invocation's Hydra config goes to .hydra/resume-<time>
+    beside the original's, which stays. trainer.resume=auto becomes the checkpoint it picks."""
+    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra."))]
+    if any(a in ("-m", "--multirun") or a.startswith("hydra.run.dir=") for a in argv):
+        return argv  # a sweep, or a run directory chosen by hand: Hydra's choice stands
+    if not any(a.startswith("trainer.resume=") for a in overrides):
+        return argv
+    cfg = compose_config("train", overrides)
+    if cfg.trainer.resume is None:
+        return argv
+    last = resume_checkpoint(cfg)
+    if last.parent.name != "checkpoints":
+        return argv  # a checkpoint outside a run directory: a new run directory it is
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    argv = [f"trainer.resume={last}" if a.startswith("trainer.resume=") else a for a in argv]
+    return [*argv, f"hydra.run.dir={last.parent.parent}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+
+
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 @reports_errors("nmt-train")
-def main(cfg) -> float:
-    results = Trainer(cfg, HydraConfig.get().runtime.output_dir).fit()
+def train(cfg) -> float:
+    try:
+        results = Trainer(cfg, HydraConfig.get().runtime.output_dir).fit()
+    except TrainingInterrupted as stopped:
+        print(f"nmt-train: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
     return results["dev"]["bleu"]  # what a Hydra sweeper would optimise
+
+
+def main() -> None:
+    sys.argv[1:] = resume_in_place(sys.argv[1:])
+    train()
 
 
 if __name__ == "__main__":

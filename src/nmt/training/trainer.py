@@ -7,8 +7,9 @@ import json
 import logging
 import math
 import random
+import signal
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,12 +23,13 @@ from nmt.errors import UserError
 from nmt.evaluation import evaluate_dialogue, evaluate_split, memory_value_lines
 from nmt.models import build_model, count_parameters, describe, model_width
 from nmt.training.checkpoint import (
-    CheckpointError,
     copy_checkpoint,
     load_checkpoint,
+    newest_resumable,
     resolve_checkpoint,
     save_checkpoint,
 )
+from nmt.training.interrupt import StopRequests, TrainingInterrupted
 from nmt.training.loss import sequence_loss
 from nmt.training.monitor import (
     Meter,
@@ -42,23 +44,19 @@ from nmt.training.monitor import (
     weights_finite,
 )
 from nmt.training.optim import build_optimizer, build_scheduler, describe_param_groups
+from nmt.training.run_state import Progress, check_same_setup, load_weights, restore_train_state, train_state
 from nmt.training.session import session_loss
 from nmt.training.teacher_forcing import forced_logits, tf_ratio
 
 log = logging.getLogger("nmt.train")
 
 
-@dataclass
-class Progress:
-    """Where training stands; saved in last.pt so that a resumed run continues exactly here."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # batches of `epoch` already trained on
-    best_bleu: float = -1.0
-    bad_evals: int = 0  # evaluations since dev BLEU last improved
-    last_eval_step: int = -1
-    skipped_steps: int = 0  # steps whose loss or gradient was non-finite
+def resume_checkpoint(cfg) -> Path:
+    """The last.pt that trainer.resume names: a run directory or a checkpoint, or auto: the newest complete one
+    of the same experiment (model and data) under paths.log_dir."""
+    if cfg.trainer.resume == "auto":
+        return newest_resumable(cfg.paths.log_dir, cfg.model.name, cfg.data.name)
+    return resolve_checkpoint(cfg.trainer.resume, "last.pt")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -100,7 +98,10 @@ class Trainer:
         ).to(self.device)
         if self.sessions:
             self.sampler = session_sampler(
-                self.train_set, self.data.sessions["train"], tcfg.max_tokens, max_sentences=tcfg.max_sentences,
+                self.train_set,
+                self.data.sessions["train"],
+                tcfg.max_tokens,
+                max_sentences=tcfg.max_sentences,
                 seed=cfg.seed,
             )
         else:
@@ -113,17 +114,21 @@ class Trainer:
             )
         self.total_steps = tcfg.max_steps or tcfg.max_epochs * len(self.sampler)
         if tcfg.init_from and tcfg.resume:
-            raise UserError("trainer.init_from and trainer.resume are both set — resume continues a run, init_from"
-                            " starts a new one from its weights: keep one")
+            raise UserError(
+                "trainer.init_from and trainer.resume are both set — resume continues a run, init_from"
+                " starts a new one from its weights: keep one"
+            )
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_width(cfg.model))
         self.progress = Progress()
         self.nonfinite_in_a_row = 0
         if tcfg.resume:
-            self._resume(tcfg.resume)
+            self._resume()
         elif tcfg.init_from:
             self._init_from(tcfg.init_from)
-        self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        # A resumed run drops the events its predecessor logged after the checkpoint (purge_step): no step twice.
+        purge = self.progress.step + 1 if tcfg.resume else None
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
 
     # -- checkpoints --------------------------------------------------------------------------------------------
 
@@ -135,40 +140,15 @@ class Trainer:
             "specials": asdict(self.specials),
         }
         if with_train_state:
-            rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-            if torch.cuda.is_available():
-                rng["cuda"] = torch.cuda.get_rng_state_all()
-            payload["train_state"] = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "progress": asdict(self.progress),
-                "rng": rng,
-            }
+            payload["train_state"] = train_state(self.optimizer, self.scheduler, self.progress)
         return payload
 
-    def _resume(self, spec: str) -> None:
-        path = resolve_checkpoint(spec, "last.pt")
+    def _resume(self) -> None:
+        path = resume_checkpoint(self.cfg)
         ckpt = load_checkpoint(path)
-        if "train_state" not in ckpt:
-            raise CheckpointError(f"{path}: holds weights only, no training state — resume from last.pt")
-        if ckpt["config"]["model"] != OmegaConf.to_container(self.cfg.model, resolve=True):
-            raise CheckpointError(f"{path}: trained with another model config — resume with the same model=... options")
-        if ckpt["tokenizer"] != self.tokenizer.state():
-            raise CheckpointError(f"{path}: its vocabulary differs from this data config's — resume with the same data")
-        state = ckpt["train_state"]
-        self.model.load_state_dict(ckpt["model"])
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except ValueError:
-            raise CheckpointError(
-                f"{path}: its optimizer state has other parameter groups — resume with the same optim.param_groups"
-            ) from None
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.progress = Progress(**state["progress"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        check_same_setup(path, ckpt, self.cfg, self.tokenizer, resuming=True)
+        load_weights(path, self.model, ckpt)
+        self.progress = restore_train_state(path, ckpt, self.optimizer, self.scheduler)
         if (path.parent / "best.pt").is_file() and path.parent != self.ckpt_dir:
             copy_checkpoint(path.parent / "best.pt", self.ckpt_dir / "best.pt")  # this run holds its best so far
         log.info("resumed from %s at step %d (epoch %d)", path, self.progress.step, self.progress.epoch + 1)
@@ -178,15 +158,8 @@ class Trainer:
         two-stage recipe); the architecture and vocabulary must match, other settings may differ."""
         path = resolve_checkpoint(spec, "best.pt")
         ckpt = load_checkpoint(path)
-        if ckpt["tokenizer"] != self.tokenizer.state():
-            raise CheckpointError(f"{path}: its vocabulary differs from this data config's — use the same data")
-        try:
-            self.model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-            raise CheckpointError(
-                f"{path}: its weights do not fit this model ({first}) — use the same model=... sizes"
-            ) from None
+        check_same_setup(path, ckpt, self.cfg, self.tokenizer, resuming=False)
+        load_weights(path, self.model, ckpt)
         log.info("initialised the weights from %s", path)
 
     # -- evaluation ---------------------------------------------------------------------------------------------
@@ -291,7 +264,11 @@ class Trainer:
         self.model.train()
         ratio = self.current_tf_ratio()
         self.optimizer.zero_grad(set_to_none=True)
-        out = self._forward_backward(batch, ratio)
+        try:
+            out = self._forward_backward(batch, ratio)
+        except (torch.cuda.OutOfMemoryError, MemoryError):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingStopped(self._out_of_memory(batch)) from None
         max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not (torch.isfinite(out.loss) and torch.isfinite(grad_norm)):
@@ -301,6 +278,21 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         meter.add(out, grad_norm, tcfg.clip_grad_norm)
+
+    def _out_of_memory(self, batch) -> str:
+        """What to tell a user whose batch did not fit: its size and the knob."""
+        turns = batch.turns if self.sessions else [batch]
+        padded = sum(t.src.numel() + t.tgt_in.numel() for t in turns)
+        what = (
+            f"{len(batch.sessions)} sessions of {len(turns)} turns"
+            if self.sessions
+            else f"{len(turns[0].indices)} pairs"
+        )
+        return (
+            f"step {self.progress.step + 1}: out of memory on a batch of {what}, {batch.n_tokens} target tokens"
+            f" ({padded} padded source + target positions) — lower trainer.max_tokens (now"
+            f" {self.cfg.trainer.max_tokens}); last good checkpoint: {self.ckpt_dir / 'last.pt'}"
+        )
 
     def _skip_nonfinite(self, batch, ratio: float) -> None:
         """Skip an update whose loss or gradient is not finite; after too many in a row, stop and name the cause."""
@@ -364,6 +356,7 @@ class Trainer:
         show_bar = tcfg.progress_bar and sys.stderr.isatty()
         stop = tcfg.max_steps is not None and p.step >= tcfg.max_steps
         with (
+            StopRequests() as requests,
             profiler(tcfg, self.run_dir / "tb" / "profile") as prof,
             logging_redirect_tqdm(),
             tqdm(total=self.total_steps, initial=p.step, disable=not show_bar, unit="step", dynamic_ncols=True) as bar,
@@ -382,6 +375,8 @@ class Trainer:
                         stop = self._evaluate()
                     if tcfg.max_steps is not None and p.step >= tcfg.max_steps:
                         stop = True
+                    if requests.signal is not None:
+                        self._stop_on_signal(requests.signal)
                     if stop:
                         break
                 else:
@@ -392,6 +387,16 @@ class Trainer:
         if p.last_eval_step != p.step:
             self._evaluate()
         return self._finish()
+
+    def _stop_on_signal(self, signum: int) -> None:
+        """Save last.pt after the step that was running when Ctrl-C or SIGTERM came, and stop."""
+        last = self.ckpt_dir / "last.pt"
+        save_checkpoint(last, self._payload(True))
+        self.writer.close()
+        name = signal.Signals(signum).name
+        message = f"{name} at step {self.progress.step}: saved {last} — resume: nmt-train trainer.resume={self.run_dir}"
+        log.info(message)
+        raise TrainingInterrupted(signum, message)
 
     def _log_start(self) -> None:
         log.info("run directory: %s", self.run_dir)
@@ -446,8 +451,17 @@ class Trainer:
 def _scores(m: dict) -> dict:
     """The JSON-able metrics of an evaluation (no texts)."""
     keys = (
-        "loss", "ppl", "acc", "bleu", "chrf", "no_eos_rate", "repeat_rate", "degenerate_rate", "per_turn",
-        "memory_reset", "bleu_signature", "chrf_signature",
+        "loss",
+        "ppl",
+        "acc",
+        "bleu",
+        "chrf",
+        "no_eos_rate",
+        "repeat_rate",
+        "degenerate_rate",
+        "per_turn",
+        "memory_reset",
+        "bleu_signature",
+        "chrf_signature",
     )
     return {k: m[k] for k in keys if k in m}
-

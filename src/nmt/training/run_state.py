@@ -1,0 +1,83 @@
+"""A training run's state beyond its weights (progress, optimizer, schedule, RNG) and restoring it from a checkpoint."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from nmt.training.checkpoint import CheckpointError
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in last.pt so that a resumed run continues exactly here."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already trained on
+    best_bleu: float = -1.0
+    bad_evals: int = 0  # evaluations since dev BLEU last improved
+    last_eval_step: int = -1
+    skipped_steps: int = 0  # steps whose loss or gradient was non-finite
+
+
+def train_state(optimizer, scheduler, progress: Progress) -> dict:
+    """The "train_state" entry of last.pt."""
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "progress": asdict(progress),
+        "rng": rng,
+    }
+
+
+def check_same_setup(path, ckpt: dict, cfg, tokenizer, resuming: bool) -> None:
+    """Refuse a checkpoint whose vocabulary (or, when resuming, model config) differs from this run's."""
+    if resuming and ckpt["config"]["model"] != OmegaConf.to_container(cfg.model, resolve=True):
+        theirs, ours = ckpt["config"]["model"].get("name"), cfg.model.name
+        raise CheckpointError(
+            f"{path}: trained with another model config (checkpoint: {theirs}, this run: {ours}) — resume with"
+            " the same model=... options"
+        )
+    if ckpt["tokenizer"] != tokenizer.state():
+        raise CheckpointError(f"{path}: its vocabulary differs from this data config's — use the same data")
+
+
+def load_weights(path, model, ckpt: dict) -> None:
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        lines = str(e).strip().splitlines()
+        first = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise CheckpointError(
+            f"{path}: its weights do not fit this model ({first}) — use the same model=... sizes"
+        ) from None
+
+
+def restore_train_state(path, ckpt: dict, optimizer, scheduler) -> Progress:
+    """Put optimizer, schedule and RNGs back as last.pt recorded them; returns its Progress."""
+    if "train_state" not in ckpt:
+        raise CheckpointError(f"{path}: holds weights only, no training state — resume from last.pt")
+    state = ckpt["train_state"]
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError:
+        raise CheckpointError(
+            f"{path}: its optimizer state has other parameter groups — resume with the same optim.param_groups"
+        ) from None
+    scheduler.load_state_dict(state["scheduler"])
+    try:
+        progress = Progress(**state["progress"])
+    except TypeError:
+        raise CheckpointError(f"{path}: written by another nmt version (its progress record differs)") from None
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return progress
