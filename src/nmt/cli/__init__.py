@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 from hydra import compose, initialize_config_module
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from nmt.config import register_configs
 from nmt.errors import UserError
@@ -20,6 +21,32 @@ def compose_config(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=overrides)
 
 
+def _first_line(e: BaseException) -> str:
+    # OmegaConf puts full_key/object_type details on the lines after its message.
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else type(e).__name__
+
+
+def config_error_message(e: HydraException | OmegaConfBaseException) -> str:
+    """One line for a Hydra or OmegaConf error: the override or key, what is wrong with it and, where it is not
+    obvious, the fix; Hydra's own text spans several lines and suggests '+key=value', which only adds a key nothing
+    reads."""
+    if isinstance(e, MissingConfigException):
+        head, _, rest = str(e).partition("\n")
+        listing = rest.split("Config search path:")[0].splitlines()
+        options = [o.strip() for o in listing if o.startswith("\t") and not o.strip().endswith("_schema")]
+        return f"{head} — choose one of: {', '.join(options)}" if options else head
+    if isinstance(e, MissingMandatoryValue):
+        return f"{e.full_key}: not set — add {e.full_key}=<value> to the command line"
+    cause = e.__cause__
+    if isinstance(e, ConfigCompositionException) and isinstance(cause, OmegaConfBaseException):
+        fix = " — check the spelling of the key" if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) else ""
+        return f"{_first_line(e).rstrip('.')}: {_first_line(cause)}{fix}"
+    if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
+        return f"{e.full_key}: {_first_line(e)}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def reports_errors(program: str):
     """Turn user errors into `program: error: <one line>` on stderr and exit status 2."""
 
@@ -28,10 +55,37 @@ def reports_errors(program: str):
         def run(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except (UserError, HydraException, OmegaConfBaseException) as e:
-                message = " ".join(str(e).split()) or type(e).__name__
-                print(f"{program}: error: {message}", file=sys.stderr)
+            except UserError as e:
+                print(f"{program}: error: {' '.join(str(e).split())}", file=sys.stderr)
                 sys.exit(2)
+            except (HydraException, OmegaConfBaseException) as e:
+                print(f"{program}: error: {config_error_message(e)}", file=sys.stderr)
+                sys.exit(2)
+
+        return run
+
+    return wrap
+
+
+def reports_hydra_errors(program: str):
+    """reports_errors for a @hydra.main function (put it above @hydra.main): Hydra then raises its composition errors
+    (a wrong key, value or group option) for reports_errors to print as one line, instead of printing them itself
+    over several lines with exit status 1."""
+
+    def wrap(hydra_main):
+        checked = reports_errors(program)(hydra_main)
+
+        @functools.wraps(hydra_main)
+        def run(*args, **kwargs):
+            saved = os.environ.get("HYDRA_FULL_ERROR")
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's run_and_report re-raises instead of printing
+            try:
+                return checked(*args, **kwargs)
+            finally:
+                if saved is None:
+                    del os.environ["HYDRA_FULL_ERROR"]
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = saved
 
         return run
 

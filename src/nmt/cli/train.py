@@ -9,7 +9,7 @@ from datetime import datetime
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import compose_config, reports_errors, reports_hydra_errors
 from nmt.config import register_configs
 from nmt.training.interrupt import TrainingInterrupted
 from nmt.training.trainer import Trainer, resume_checkpoint
@@ -38,6 +38,7 @@ def resume_in_place(argv: list[str]) -> list[str]:
     return [*argv, f"hydra.run.dir={last.parent.parent}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
 
 
+@reports_hydra_errors("nmt-train")
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 @reports_errors("nmt-train")
 def train(cfg) -> float:

@@ -55,6 +55,12 @@ def _stream(lines, translate, normalize, batch_size: int, out) -> None:
         flush()
 
 
+def _stdin_lines():
+    """stdin as lines split at '\\n' only (a lone '\\r' stays in its line): one output line per input line even for
+    binary garbage, whose undecodable bytes become U+FFFD instead of an exception."""
+    return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n")
+
+
 def _prompt(banner: str):
     """Lines typed at a '> ' prompt, until Ctrl-D or Ctrl-C."""
     print(f"nmt-translate: {banner}", file=sys.stderr)
@@ -105,7 +111,7 @@ def _chat(model, tokenizer, run_cfg, cfg, device, text: str) -> None:
     elif sys.stdin.isatty():
         _chat_interactive(chat)
     else:
-        _chat_stream(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"), chat, sys.stdout)
+        _chat_stream(_stdin_lines(), chat, sys.stdout)
 
 
 @reports_errors("nmt-translate")
@@ -129,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     elif sys.stdin.isatty():
         _interactive(translate, normalize)
     else:
-        # Undecodable bytes become U+FFFD instead of an exception: binary garbage in, a line out.
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        _stream(stdin, translate, normalize, cfg.batch_size, sys.stdout)
+        _stream(_stdin_lines(), translate, normalize, cfg.batch_size, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import numpy as np
 from nmt.errors import UserError
 
 _TSV_FORMAT = "each line must be 'source<TAB>target' (extra columns are ignored)"
+MAX_LINE_BYTES = 100_000  # read_lines refuses longer lines
 
 
 class CorpusError(UserError):
@@ -32,18 +33,23 @@ class Example:
 
 # A run of , . ! ? glued to the end of a word ("now." but not "3.5" or "U.S.A"): d2l's Tatoeba preprocessing.
 _GLUED_PUNCTUATION = re.compile(r"(?<=[^\s,.!?])([,.!?]+)(?=\s|$)")
+# Printable characters that SentencePiece reads as a space: its word mark '▁' and U+FFFD.
+_SPM_SPACES = "\u2581\ufffd"
 
 
 def normalize(text: str, lowercase: bool = False, space_punctuation: bool = False) -> str:
-    """Map every kind of space to ' ', drop control and zero-width characters, collapse whitespace, strip.
+    """NFKC, then map every kind of space to ' ', drop control and zero-width characters, collapse whitespace, strip.
 
-    Optionally lowercase, and put a space before sentence punctuation ("Go now." -> "go now .").
+    Optionally lowercase, and put a space before sentence punctuation ("Go now." -> "go now ."). NFKC and the
+    spaces are what SentencePiece does to the text it encodes, so a decoded output can equal a normalised reference
+    (a full-width question mark, U+FF1F, would otherwise never match the '?' decoded for it).
     """
+    text = unicodedata.normalize("NFKC", text)
     # Most lines hold only printable characters and plain spaces: skip the per-character pass for them.
-    if not text.isprintable():
+    if not text.isprintable() or any(ch in text for ch in _SPM_SPACES):
         chars = []
         for ch in text:
-            if ch.isspace() or unicodedata.category(ch) == "Zs":
+            if ch.isspace() or ch in _SPM_SPACES or unicodedata.category(ch) == "Zs":
                 chars.append(" ")
             elif unicodedata.category(ch) not in ("Cc", "Cf"):
                 chars.append(ch)
@@ -64,7 +70,11 @@ def _open_binary(path: Path):
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """All lines of a UTF-8 text file (plain or .gz) without their line endings; CorpusError if unusable."""
+    """All lines of a UTF-8 text file (plain or .gz) without their line endings; CorpusError if unusable.
+
+    A line over MAX_LINE_BYTES is refused: no sentence or dialogue is that long, so the file's line breaks are
+    missing or it is not text (lines are read at most that far, so such a file is never held in memory whole).
+    """
     path = Path(path)
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "file not found"
@@ -72,7 +82,13 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     lines = []
     try:
         with _open_binary(path) as f:
-            for lineno, raw in enumerate(f, start=1):
+            for lineno, raw in enumerate(iter(functools.partial(f.readline, MAX_LINE_BYTES + 1), b""), start=1):
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    breaks = " (it holds '\\r': convert old Mac line endings to '\\n')" if b"\r" in raw else ""
+                    raise CorpusError(
+                        f"{path}:{lineno}: line longer than {MAX_LINE_BYTES:,} bytes{breaks}"
+                        " — no sentence is that long: restore the missing line breaks or remove the line"
+                    )
                 try:
                     lines.append(raw.decode("utf-8").rstrip("\r\n"))
                 except UnicodeDecodeError as e:
@@ -85,7 +101,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
             f"{path}: not a valid gzip file ({e}) — re-compress it or drop the .gz suffix"
         ) from None
     if not lines:
-        raise CorpusError(f"{path}: empty file — it needs at least one sentence pair")
+        raise CorpusError(f"{path}: empty file — a corpus needs at least one line")
     return lines
 
 

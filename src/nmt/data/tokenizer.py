@@ -158,10 +158,11 @@ def _train_spm(texts: list[str], settings: dict, side: str) -> bytes:
         )
     writer = io.BytesIO()
     try:
-        with open(os.devnull, "w") as quiet:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(texts), model_writer=writer, logstream=quiet, **settings
-            )
+        # Quiet by log level: a logstream would redirect sys.stderr's file descriptor, which a replaced
+        # sys.stderr (a notebook's, pytest's capture) may not have.
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=writer, minloglevel=2, **settings
+        )
     except RuntimeError as e:
         reason = " ".join(str(e).split())
         raise CorpusError(
