@@ -120,3 +120,11 @@ def test_bad_settings_are_errors():
         build_tiny("transformer", norm="sandwich")
     with pytest.raises(ValueError, match="heads"):
         build_tiny("transformer", heads=3)
+
+
+def test_learned_positions_refuse_a_sequence_longer_than_they_cover():
+    from nmt.errors import UserError
+
+    model = build_tiny("transformer", positions="learned", max_positions=8).eval()
+    with pytest.raises(UserError, match="12 tokens is longer than the 8 learned positions"):
+        model.encode(torch.randint(4, 30, (1, 12)), torch.tensor([12]))

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nmt.errors import UserError
 from nmt.models.base import EncoderOut
 
 _NORMS = ("pre", "post")
@@ -235,7 +236,14 @@ class Transformer(nn.Module):
 
     def embed(self, tokens, table: nn.Embedding, start: int = 0):
         """tokens: (batch, len) -> (batch, len, d_model): scaled embeddings plus positions start, start + 1, ..."""
-        positions = torch.arange(start, start + tokens.size(1), device=tokens.device)
+        end = start + tokens.size(1)
+        if isinstance(self.positions, nn.Embedding) and end > self.positions.num_embeddings:
+            raise UserError(
+                f"a sequence of {end} tokens is longer than the {self.positions.num_embeddings} learned positions"
+                " (model.max_positions) — shorten the input or lower max_len_a/max_len_b, or train with"
+                " model.positions=sinusoidal or a larger model.max_positions"
+            )
+        positions = torch.arange(start, end, device=tokens.device)
         x = table(tokens) * math.sqrt(self.d_model)
         return self.dropout(x + self.positions(positions).to(x.dtype))
 
