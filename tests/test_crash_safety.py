@@ -17,6 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nmt.cli.train import resume_in_place
+from nmt.errors import UserError
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.monitor import TrainingStopped
 from nmt.training.trainer import Trainer
@@ -167,3 +168,11 @@ def test_out_of_memory_names_the_batch_and_the_knob(toy_cfg, tmp_path, monkeypat
     with pytest.raises(TrainingStopped, match=r"out of memory on a batch of \d+ pairs, \d+ target tokens.*"
                        r"lower trainer.max_tokens \(now 1024\)"):
         trainer.fit()
+
+
+def test_a_new_run_never_overwrites_an_earlier_run(toy_cfg, tmp_path):
+    Trainer(toy_cfg("trainer.max_steps=2", "trainer.max_tokens=1024"), tmp_path / "run").fit()
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(UserError, match="already holds a run's checkpoints"):
+        Trainer(toy_cfg("trainer.max_steps=2", "trainer.max_tokens=1024"), tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before

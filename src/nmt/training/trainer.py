@@ -73,6 +73,12 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         tcfg = cfg.trainer
+        if not tcfg.resume and any(self.ckpt_dir.glob("*.pt")):
+            # Two runs launched in the same second get the same Hydra directory name.
+            raise UserError(
+                f"{self.run_dir}: already holds a run's checkpoints — resume it with trainer.resume={self.run_dir},"
+                " or choose another hydra.run.dir"
+            )
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         if tcfg.deterministic:
