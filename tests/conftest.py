@@ -68,6 +68,20 @@ def _isolated_cache(tmp_path_factory):
     register_configs()
 
 
+def refused(call, path, *needles: str) -> str:
+    """The CheckpointError `call` raises: one line, starting with the file's name `path`, holding each needle."""
+    from nmt.training.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError) as info:
+        call()
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(str(path)), message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
 def compose_config(name: str, overrides: list[str]):
     with initialize_config_module("nmt.configs", version_base="1.3"):
         return compose(config_name=name, overrides=overrides)

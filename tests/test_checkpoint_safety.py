@@ -27,7 +27,7 @@ from nmt.training.checkpoint import (
     save_checkpoint,
 )
 from nmt.training.trainer import Trainer
-from tests.conftest import compose_config, tiny_model, tiny_settings
+from tests.conftest import compose_config, refused, tiny_model, tiny_settings
 
 CPU = torch.device("cpu")
 FAST = ("trainer.max_steps=4", "trainer.max_tokens=1024")
@@ -49,18 +49,6 @@ def last(run, tmp_path):
     path = tmp_path / "last.pt"
     path.write_bytes((run / "checkpoints" / "last.pt").read_bytes())
     return path
-
-
-def _refused(call, path, *needles: str) -> str:
-    """The CheckpointError `call` raises: one line, starting with the file's name, holding each needle."""
-    with pytest.raises(CheckpointError) as info:
-        call()
-    message = str(info.value)
-    assert len(message.splitlines()) == 1, message
-    assert message.startswith(str(path)), message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 # -- code in a pickle --------------------------------------------------------------------------------------------
@@ -96,11 +84,11 @@ def test_a_checkpoint_that_runs_code_is_refused_and_nothing_runs(how, via, tmp_p
     marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
     _write_exploit(path, marker, how, via)
 
-    _refused(lambda: load_checkpoint(path), path)
-    _refused(lambda: load_for_inference(path, CPU), path)
+    refused(lambda: load_checkpoint(path), path)
+    refused(lambda: load_for_inference(path, CPU), path)
     assert not marker.exists(), "unpickling ran the checkpoint's code"
     if how == "zip":
-        assert "refused to load" in _refused(lambda: load_checkpoint(path), path)
+        assert "refused to load" in refused(lambda: load_checkpoint(path), path)
     # The file is a genuine exploit: loading it the unsafe way does run its code.
     if how != "pickle":
         torch.load(path, weights_only=False)
@@ -164,7 +152,7 @@ def test_a_stored_config_never_instantiates_anything(tamper, needle, last, tmp_p
     tamper(ckpt["config"])
     save_checkpoint(last, {k: v for k, v in ckpt.items() if k != "format"})
 
-    _refused(lambda: load_for_inference(last, CPU), last, needle)
+    refused(lambda: load_for_inference(last, CPU), last, needle)
     assert calls == [] and not (tmp_path / "pwned").exists()
 
 
@@ -176,8 +164,8 @@ def test_a_truncated_checkpoint_is_one_line(keep, last):
     data = last.read_bytes()
     cut = int(len(data) * keep) if isinstance(keep, float) else keep % len(data) if keep < 0 else keep
     last.write_bytes(data[:cut])  # 4: just the zip magic, 30: a local header
-    _refused(lambda: load_checkpoint(last), last, "truncated or corrupted")
-    _refused(lambda: load_for_inference(last, CPU), last, "truncated or corrupted")
+    refused(lambda: load_checkpoint(last), last, "truncated or corrupted")
+    refused(lambda: load_for_inference(last, CPU), last, "truncated or corrupted")
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -187,7 +175,7 @@ def test_flipped_bytes_are_caught_not_loaded_as_wrong_weights(seed, last):
     start = random.Random(seed).randrange(64, len(data) - 64)
     data[start : start + 8] = bytes(b ^ 0xFF for b in data[start : start + 8])
     last.write_bytes(bytes(data))
-    _refused(lambda: load_checkpoint(last), last, "corrupted")
+    refused(lambda: load_checkpoint(last), last, "corrupted")
 
 
 @pytest.mark.parametrize(
@@ -202,47 +190,47 @@ def test_flipped_bytes_are_caught_not_loaded_as_wrong_weights(seed, last):
 def test_a_foreign_file_is_one_line(content, needle, tmp_path):
     path = tmp_path / "other.pt"
     path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
-    _refused(lambda: load_checkpoint(path), path, needle)
+    refused(lambda: load_checkpoint(path), path, needle)
 
 
-def test_a_last_pt_with_a_broken_training_state_is_refused(last):
+def test_a_last_pt_with_a_broken_training_state_isrefused(last):
     ckpt = load_checkpoint(last)
     del ckpt["train_state"]["rng"]
     save_checkpoint(last, ckpt)
-    _refused(lambda: load_checkpoint(last), last, "incomplete nmt checkpoint (train_state")
+    refused(lambda: load_checkpoint(last), last, "incomplete nmt checkpoint (train_state")
 
 
 def test_weights_of_another_model_type_are_one_line(last):
     ckpt = load_checkpoint(last)
     ckpt["config"]["model"] = {"name": "transformer", **tiny_settings("transformer")}
     save_checkpoint(last, ckpt)
-    _refused(lambda: load_for_inference(last, CPU), last, "do not fit the transformer model", "Missing key")
+    refused(lambda: load_for_inference(last, CPU), last, "do not fit the transformer model", "Missing key")
 
 
 def test_weights_for_another_vocabulary_are_one_line(last):
     ckpt = load_checkpoint(last)
     ckpt["model"]["encoder.embed.weight"] = ckpt["model"]["encoder.embed.weight"][:-1]
     save_checkpoint(last, ckpt)
-    _refused(lambda: load_for_inference(last, CPU), last, "size mismatch for encoder.embed.weight")
+    refused(lambda: load_for_inference(last, CPU), last, "size mismatch for encoder.embed.weight")
 
 
 def test_a_tokenizer_that_is_no_sentencepiece_model_is_one_line(last):
     ckpt = load_checkpoint(last)
     ckpt["tokenizer"]["src_model"] = b"\x00garbage"
     save_checkpoint(last, ckpt)
-    _refused(lambda: load_for_inference(last, CPU), last, "not a SentencePiece model")
+    refused(lambda: load_for_inference(last, CPU), last, "not a SentencePiece model")
 
 
 def test_resuming_into_another_model_type_is_one_line(run, toy_cfg, tmp_path):
     path = run / "checkpoints" / "last.pt"
     cfg = toy_cfg(*FAST, f"trainer.resume={run}", model="transformer")
-    _refused(lambda: Trainer(cfg, tmp_path / "b"), path, "another model config")
+    refused(lambda: Trainer(cfg, tmp_path / "b"), path, "another model config")
 
 
 def test_resuming_with_another_vocabulary_is_one_line(run, toy_cfg, tmp_path):
     path = run / "checkpoints" / "last.pt"
     cfg = toy_cfg(*FAST, "data.tokenizer.vocab_size=28", f"trainer.resume={run}")
-    _refused(lambda: Trainer(cfg, tmp_path / "b"), path, "vocabulary differs")
+    refused(lambda: Trainer(cfg, tmp_path / "b"), path, "vocabulary differs")
 
 
 # -- a full disk ------------------------------------------------------------------------------------------------
@@ -287,8 +275,8 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(where, code, last, mo
         monkeypatch.setattr(nmt.atomic.os, "fsync", fsync)
     ckpt["train_state"]["progress"]["step"] += 1
 
-    _refused(lambda: save_checkpoint(last, ckpt), last, "disk is full", "previous one is intact")
-    _refused(lambda: copy_checkpoint(last, last.parent / "best.pt"), last.parent / "best.pt", "disk is full")
+    refused(lambda: save_checkpoint(last, ckpt), last, "disk is full", "previous one is intact")
+    refused(lambda: copy_checkpoint(last, last.parent / "best.pt"), last.parent / "best.pt", "disk is full")
     assert last.read_bytes() == before
     assert sorted(os.listdir(last.parent)) == listing, "a temporary file was left behind"
 

@@ -178,6 +178,7 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda
     resume: Optional[str] = None  # a run directory or checkpoint, or auto (the newest of this model and data)
     init_from: Optional[str] = None  # start from these model weights (a run directory or checkpoint), fresh optimizer
+    keep_checkpoints: int = 0  # keep the weights of the last k evaluations as checkpoints/step-<N>.pt (nmt-average)
     deterministic: bool = False
     progress_bar: bool = True
     max_nonfinite_steps: int = 5  # steps in a row with a non-finite loss or gradient (skipped) before stopping
@@ -218,6 +219,24 @@ class TranslateConfig(SearchConfig):
     paths: PathsConfig = MISSING
 
 
+@dataclass
+class AverageConfig:
+    inputs: list[str] = field(default_factory=list)  # the checkpoints to average: files, run dirs (best.pt), exports
+    ckpt: Optional[str] = None  # instead of inputs: a run directory (its checkpoints/) or a directory of checkpoints
+    last: Optional[int] = None  # with ckpt: its k newest files matching pattern (None: all of them)
+    pattern: str = "step-*.pt"  # with ckpt: the files that count (trainer.keep_checkpoints writes step-*.pt)
+    out: str = MISSING  # the averaged checkpoint (.pt, weights only)
+    force: bool = False  # overwrite an existing out
+
+
+@dataclass
+class ExportConfig:
+    ckpt: str = MISSING  # a checkpoint file, a run directory (its checkpoints/best.pt) or an export directory
+    out: str = MISSING  # the export directory (new or empty; force=true replaces an earlier export)
+    max_shard_mb: float = 1000.0  # each shard file at most this many MB (10^6 bytes)
+    force: bool = False
+
+
 MODEL_SCHEMAS = {
     "rnn": RNNConfig,
     "lstm_attn": LSTMAttnConfig,
@@ -233,6 +252,8 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="translate_schema", node=TranslateConfig)
+    cs.store(name="average_schema", node=AverageConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)

@@ -73,8 +73,9 @@ def _dialogue_split(cfg, run_cfg, tokenizer) -> tuple[PreparedData, str]:
 
 
 def _outputs(cfg, path: Path, name: str) -> Path:
-    """The stem of the output files: <out>/<name>.beam<k> (out: default <run>/eval)."""
-    out_dir = Path(cfg.out) if cfg.out else path.parent.parent / "eval"
+    """The stem of the output files: <out>/<name>.beam<k> (out: default <run>/eval; for an export directory, eval/
+    beside it)."""
+    out_dir = Path(cfg.out) if cfg.out else (path if path.is_dir() else path.parent).parent / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir / f"{name}.beam{cfg.beam_size}"
 

@@ -1,4 +1,6 @@
-"""Self-contained checkpoints: atomic writes, data-only loading, and locating the checkpoint a user means."""
+"""Self-contained checkpoints: atomic writes, data-only loading, and locating the checkpoint a user means.
+
+A checkpoint is a .pt file nmt-train wrote, or a directory nmt-export wrote (safetensors shards): both load here."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from nmt.errors import UserError
 from nmt.models import build_model
 
 FORMAT = "nmt-checkpoint-v1"
+EXPORT_INDEX = "model.safetensors.index.json"  # what makes a directory an export (nmt.training.export)
 _TRAIN_STATE = ("optimizer", "scheduler", "progress", "rng")
 _DAMAGED = "use the run's other checkpoint (best.pt or last.pt) or retrain"
 
@@ -50,11 +53,18 @@ def _write(path, content) -> None:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load with weights_only=True: tensors and plain containers only, never code.
+    """Load with weights_only=True: tensors and plain containers only, never code; an export directory is read
+    with safetensors (no pickle at all) after its files' sha256 are checked, into the same layout (CPU tensors).
 
     Every failure is a one-line CheckpointError naming the file.
     """
     path = Path(path)
+    if (path / EXPORT_INDEX).is_file():
+        from nmt.training.export import read_export  # imported here: export.py builds on this module
+
+        ckpt = read_export(path)
+        _check_layout(path, ckpt)
+        return ckpt
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file — pass ckpt=<run dir>/checkpoints/best.pt")
     _check_archive(path)
@@ -140,12 +150,17 @@ def _find_target(config) -> str | None:
 
 
 def resolve_checkpoint(spec, name: str = "last.pt") -> Path:
-    """A checkpoint file, or a run directory (its checkpoints/<name>), or a checkpoints directory."""
+    """A checkpoint file, or a run directory (its checkpoints/<name>), or a checkpoints directory, or an export
+    directory (nmt-export)."""
     path = Path(spec).expanduser()
     for candidate in (path, path / "checkpoints" / name, path / name):
         if candidate.is_file():
             return candidate
-    raise CheckpointError(f"{spec}: no checkpoint there (looked for the file, checkpoints/{name}, {name})")
+    if (path / EXPORT_INDEX).is_file():
+        return path
+    raise CheckpointError(
+        f"{spec}: no checkpoint there (looked for the file, checkpoints/{name}, {name}, an nmt-export directory)"
+    )
 
 
 def newest_checkpoint(root, name: str = "best.pt") -> Path:
@@ -194,7 +209,7 @@ def _experiment(run_dir: Path) -> tuple[str, str] | None:
 
 
 def load_for_inference(path, device):
-    """Rebuild model and tokenizer from a checkpoint, through nmt's own registry only.
+    """Rebuild model and tokenizer from a checkpoint file or an export directory, through nmt's own registry only.
 
     Returns (model in eval mode on `device`, tokenizer, the run's config as a plain dict).
     """

@@ -213,11 +213,19 @@ class Trainer:
             p.bad_evals += 1
         p.last_eval_step = p.step
         save_checkpoint(self.ckpt_dir / "last.pt", self._payload(True))
+        if tcfg.keep_checkpoints:
+            self._keep_step_checkpoint()
         patience = tcfg.early_stopping_patience
         if patience and p.bad_evals >= patience:
             log.info("early stopping: dev BLEU has not improved for %d evaluations", patience)
             return True
         return False
+
+    def _keep_step_checkpoint(self) -> None:
+        """This evaluation's weights as step-<N>.pt; the newest trainer.keep_checkpoints stay (for nmt-average)."""
+        save_checkpoint(self.ckpt_dir / f"step-{self.progress.step:07d}.pt", self._payload(False))
+        for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -self.cfg.trainer.keep_checkpoints]:
+            old.unlink()
 
     def _evaluate_split(self, split: str, max_sentences=None, reset_memory: bool = False) -> dict:
         tcfg = self.cfg.trainer
