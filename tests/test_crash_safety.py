@@ -161,7 +161,7 @@ def test_resume_auto_continues_the_newest_run_of_the_same_experiment_in_place(to
 def test_out_of_memory_names_the_batch_and_the_knob(toy_cfg, tmp_path, monkeypatch):
     trainer = Trainer(toy_cfg("trainer.max_steps=3", "trainer.max_tokens=1024"), tmp_path / "run")
 
-    def out_of_memory(batch, ratio):
+    def out_of_memory(batch, ratio, loss_scale=1.0):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(trainer, "_forward_backward", out_of_memory)

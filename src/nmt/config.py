@@ -181,6 +181,8 @@ class TrainerConfig:
     keep_checkpoints: int = 0  # keep the weights of the last k evaluations as checkpoints/step-<N>.pt (nmt-average)
     deterministic: bool = False
     progress_bar: bool = True
+    accumulate_grad_batches: int = 1  # batches per optimizer step and process (the same effective batch, fewer GPUs)
+    precision: str = "32"  # 32 | bf16-mixed | 16-mixed: autocast in training (fp16 with a gradient scaler)
     max_nonfinite_steps: int = 5  # steps in a row with a non-finite loss or gradient (skipped) before stopping
     attention_samples: int = 2  # dev sentences whose attention heatmaps go to TensorBoard at each evaluation
     profile: bool = False  # record a torch.profiler trace of a few steps into tb/profile

@@ -3,6 +3,7 @@ in the resumed run's own directory)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 
@@ -47,11 +48,14 @@ def train(cfg) -> float:
     except TrainingInterrupted as stopped:
         print(f"nmt-train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
-    return results["dev"]["bleu"]  # what a Hydra sweeper would optimise
+    return results["dev"]["bleu"] if results else None  # what a Hydra sweeper optimises (rank 0 has the results)
 
 
 def main() -> None:
     sys.argv[1:] = resume_in_place(sys.argv[1:])
+    if int(os.environ.get("RANK", "0")) > 0:
+        # Under torchrun, rank 0 alone writes the run directory's config and log; the others warn on the console.
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
     train()
 
 

@@ -52,6 +52,7 @@ def session_loss(
     label_smoothing: float,
     bptt_turns: int,
     reset_memory: bool = False,
+    loss_scale: float = 1.0,
 ) -> LossOut:
     """Backpropagate the session batch's loss (the sum over turns of the smoothed loss, divided by the batch's
     target tokens) and return it as a LossOut with a detached loss, for the logs.
@@ -59,6 +60,7 @@ def session_loss(
     bptt_turns=0: one backward through the whole session, after the last turn (so no graph is ever walked twice).
     bptt_turns=K: a backward after every K turns, the memory detached there; the gradients add up to the
     truncated-BPTT gradient of the whole session. reset_memory: every turn from an empty memory (an ablation).
+    loss_scale multiplies what is backpropagated (gradient accumulation, fp16 loss scaling), not what is returned.
 
     Each turn's (tokens, vocab) logits would dwarf the rest of a session's graph, so the output layer and the loss
     are backpropagated at once, turn by turn, and only the gradient at the decoder features waits for the
@@ -73,7 +75,7 @@ def session_loss(
         cut = features.detach().requires_grad_()
         out = sequence_loss(model.backbone.output(cut), turn.tgt_out, pad_id, label_smoothing)
         weighted = out.loss * (turn.n_tokens / batch.n_tokens)
-        weighted.backward()
+        (weighted * loss_scale).backward()
         pending.append((features, cut.grad))
         total += weighted.detach()
         nll, tokens, correct = nll + out.nll_sum, tokens + out.n_tokens, correct + out.n_correct

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -29,8 +30,9 @@ from nmt.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from nmt.training.distributed import agree, average_gradients, broadcast_parameters, init_distributed, shard
 from nmt.training.interrupt import StopRequests, TrainingInterrupted
-from nmt.training.loss import sequence_loss
+from nmt.training.loss import LossOut, sequence_loss
 from nmt.training.monitor import (
     Meter,
     TrainingStopped,
@@ -59,6 +61,30 @@ def resume_checkpoint(cfg) -> Path:
     return resolve_checkpoint(cfg.trainer.resume, "last.pt")
 
 
+class SilentWriter:
+    """What ranks other than 0 have for a SummaryWriter: every call does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def mixed_precision(precision: str, device: torch.device):
+    """(a function returning the autocast context for training steps, the gradient scaler; disabled unless fp16)."""
+    dtypes = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+    if precision not in dtypes:
+        raise UserError(f"trainer.precision={precision}: choose 32, bf16-mixed or 16-mixed")
+    dtype = dtypes[precision]
+    if dtype is torch.float16 and device.type != "cuda":
+        raise UserError(
+            f"trainer.precision=16-mixed needs a CUDA device, this run is on {device.type} (whose fp16 kernels do not"
+            " cover every layer) — use trainer.precision=bf16-mixed"
+        )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    if dtype is None:
+        return contextlib.nullcontext, scaler
+    return functools.partial(torch.autocast, device.type, dtype=dtype), scaler
+
+
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -83,7 +109,13 @@ class Trainer:
         random.seed(cfg.seed)
         if tcfg.deterministic:
             torch.use_deterministic_algorithms(True)
-        self.device = resolve_device(tcfg.device)
+        self.ranks, self.device = init_distributed(resolve_device(tcfg.device))
+        if not self.ranks.main:
+            log.setLevel(logging.WARNING)  # rank 0 alone reports
+        if tcfg.accumulate_grad_batches < 1:
+            raise UserError(f"trainer.accumulate_grad_batches={tcfg.accumulate_grad_batches}: must be at least 1")
+        self.per_step = self.ranks.world * tcfg.accumulate_grad_batches  # batches of the sampler per optimizer step
+        self.autocast, self.scaler = mixed_precision(tcfg.precision, self.device)
         # A memory-LSTM trains a whole dialogue at a time; other models train on (turn, reply) pairs of one.
         self.sessions = cfg.model.name == "memory_lstm"
         if self.sessions and cfg.data.format != "dialogue":
@@ -102,6 +134,7 @@ class Trainer:
             self.specials.pad,
             self.tokenizer.joint,
         ).to(self.device)
+        broadcast_parameters(self.model, self.ranks)
         if self.sessions:
             self.sampler = session_sampler(
                 self.train_set,
@@ -118,7 +151,7 @@ class Trainer:
                 max_sentences=tcfg.max_sentences,
                 seed=cfg.seed,
             )
-        self.total_steps = tcfg.max_steps or tcfg.max_epochs * len(self.sampler)
+        self.total_steps = tcfg.max_steps or tcfg.max_epochs * (len(self.sampler) // self.per_step)
         if tcfg.init_from and tcfg.resume:
             raise UserError(
                 "trainer.init_from and trainer.resume are both set — resume continues a run, init_from"
@@ -134,7 +167,7 @@ class Trainer:
             self._init_from(tcfg.init_from)
         # A resumed run drops the events its predecessor logged after the checkpoint (purge_step): no step twice.
         purge = self.progress.step + 1 if tcfg.resume else None
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge) if self.ranks.main else SilentWriter()
 
     # -- checkpoints --------------------------------------------------------------------------------------------
 
@@ -171,6 +204,12 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------------------------------------------
 
     def _evaluate(self) -> bool:
+        """Rank 0 evaluates while the others wait; True on every rank when early stopping says stop."""
+        stop = self._evaluate_dev() if self.ranks.main else False
+        self.progress.last_eval_step = self.progress.step
+        return agree(stop, self.ranks, self.device)
+
+    def _evaluate_dev(self) -> bool:
         """Dev metrics, samples, best/last checkpoints. Returns True when early stopping says stop."""
         tcfg, p = self.cfg.trainer, self.progress
         m = self._evaluate_split("dev", tcfg.dev_max_sentences)
@@ -261,35 +300,52 @@ class Trainer:
             return collate_sessions(self.train_set, self.data.sessions["train"], indices, self.specials).to(self.device)
         return collate(self.train_set, indices, self.specials).to(self.device)
 
-    def _forward_backward(self, batch, ratio: float):
-        """Backpropagate the training loss of a batch at teacher-forcing `ratio`; return it (a LossOut)."""
+    def _forward_backward(self, batch, ratio: float, loss_scale: float = 1.0):
+        """Backpropagate the training loss of a batch at teacher-forcing `ratio`, times loss_scale; return it
+        unscaled (a LossOut)."""
         tcfg, tf_cfg = self.cfg.trainer, self.cfg.teacher_forcing
         if self.sessions:
             bptt = self.cfg.model.memory.bptt_turns
-            return session_loss(self.model, batch, tf_cfg, ratio, self.specials.pad, tcfg.label_smoothing, bptt)
+            pad, smoothing = self.specials.pad, tcfg.label_smoothing
+            return session_loss(self.model, batch, tf_cfg, ratio, pad, smoothing, bptt, loss_scale=loss_scale)
         logits = forced_logits(self.model, self.model.encode(batch.src, batch.src_lengths), batch.tgt_in, tf_cfg, ratio)
         out = sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing)
-        out.loss.backward()
+        (out.loss * loss_scale).backward()
         return out
 
-    def _train_step(self, indices, meter: Meter) -> None:
+    def _train_step(self, group: list, meter: Meter) -> None:
+        """One optimizer step over this rank's share of `group`, a step's world * accumulate_grad_batches batches:
+        gradients of each batch's mean loss, averaged over the batches and the ranks."""
         tcfg = self.cfg.trainer
-        batch = self._collate(indices)
+        mine = shard(group, self.ranks)
         self.model.train()
         ratio = self.current_tf_ratio()
         self.optimizer.zero_grad(set_to_none=True)
-        try:
-            out = self._forward_backward(batch, ratio)
-        except (torch.cuda.OutOfMemoryError, MemoryError):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise TrainingStopped(self._out_of_memory(batch)) from None
+        outs = []
+        for indices in mine:
+            batch = self._collate(indices)
+            try:
+                with self.autocast():
+                    outs.append(self._forward_backward(batch, ratio, self.scaler.get_scale() / len(mine)))
+            except (torch.cuda.OutOfMemoryError, MemoryError):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise TrainingStopped(self._out_of_memory(batch)) from None
+        out = LossOut(*(sum(getattr(o, f) for o in outs) for f in ("loss", "nll_sum", "n_tokens", "n_correct")))
+        out.loss = out.loss / len(outs)
+        loss = average_gradients(self.model, out.loss.detach().reshape(1), self.ranks)[0] / self.ranks.world
+        self.scaler.unscale_(self.optimizer)
         max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        if not (torch.isfinite(out.loss) and torch.isfinite(grad_norm)):
+        if not self.scaler.is_enabled() and not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             self._skip_nonfinite(batch, ratio)
             return
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)  # with fp16, skipped when a gradient overflowed
+        self.scaler.update()
+        if self.scaler.get_scale() < scale:
+            self.progress.skipped_steps += 1  # an fp16 overflow: the scaler lowered its scale and skipped the step
+            return
         self.nonfinite_in_a_row = 0
-        self.optimizer.step()
         self.scheduler.step()
         meter.add(out, grad_norm, tcfg.clip_grad_norm)
 
@@ -377,10 +433,12 @@ class Trainer:
         ):
             while not stop and p.epoch < tcfg.max_epochs:
                 batches = self.sampler.batches(p.epoch)
-                for indices in batches[p.batch_in_epoch :]:
-                    self._train_step(indices, meter)
+                # Every rank takes the same number of steps: the last few batches of an epoch may not fill one.
+                usable = p.batch_in_epoch + (len(batches) - p.batch_in_epoch) // self.per_step * self.per_step
+                for start in range(p.batch_in_epoch, usable, self.per_step):
+                    self._train_step(batches[start : start + self.per_step], meter)
                     p.step += 1
-                    p.batch_in_epoch += 1
+                    p.batch_in_epoch = start + self.per_step  # counted over all ranks, so a resume may use other ranks
                     bar.update(1)
                     prof.step()
                     if p.step % tcfg.log_every == 0 and meter.steps:  # a window of only skipped steps has no figures
@@ -389,8 +447,8 @@ class Trainer:
                         stop = self._evaluate()
                     if tcfg.max_steps is not None and p.step >= tcfg.max_steps:
                         stop = True
-                    if requests.signal is not None:
-                        self._stop_on_signal(requests.signal)
+                    if agree(requests.signal is not None, self.ranks, self.device):
+                        self._stop_on_signal(requests.signal or signal.SIGTERM)
                     if stop:
                         break
                 else:
@@ -400,12 +458,13 @@ class Trainer:
                         stop = self._evaluate()
         if p.last_eval_step != p.step:
             self._evaluate()
-        return self._finish()
+        return self._finish() if self.ranks.main else {}
 
     def _stop_on_signal(self, signum: int) -> None:
         """Save last.pt after the step that was running when Ctrl-C or SIGTERM came, and stop."""
         last = self.ckpt_dir / "last.pt"
-        save_checkpoint(last, self._payload(True))
+        if self.ranks.main:
+            save_checkpoint(last, self._payload(True))
         self.writer.close()
         name = signal.Signals(signum).name
         message = f"{name} at step {self.progress.step}: saved {last} — resume: nmt-train trainer.resume={self.run_dir}"

@@ -1,0 +1,133 @@
+"""Data-parallel training: two Gloo processes on CPU equal one process accumulating the same global batch; rank
+shards are disjoint and cover the data; a 2-rank run resumes in one process."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from nmt.data import TokenBatchSampler
+from nmt.errors import UserError
+from nmt.training.checkpoint import load_checkpoint
+from nmt.training.distributed import Ranks, shard
+from nmt.training.trainer import Trainer
+from tests.conftest import compose_config, tiny_model
+
+RUN = [
+    "data=toy",
+    *tiny_model("lstm_attn"),
+    "trainer.max_tokens=600",
+    "trainer.deterministic=true",
+    "trainer.eval_every=1000",
+    "trainer.max_epochs=1000",
+    "trainer.dev_max_sentences=10",
+    "trainer.progress_bar=false",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_recording(overrides: list[str], run_dir) -> list[torch.Tensor]:
+    """Train; return all parameters, flattened, after every optimizer step."""
+    trainer = Trainer(compose_config("train", [*RUN, *overrides]), run_dir)
+    after_steps, step = [], trainer._train_step
+
+    def recording(group, meter):
+        step(group, meter)
+        after_steps.append(torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()]))
+
+    trainer._train_step = recording
+    trainer.fit()
+    return after_steps
+
+
+def _rank_main(rank: int, world: int, port: int, overrides: list[str], out_dir: str) -> None:
+    """One rank of a Gloo run (spawned): the environment torchrun would give it, then the trainer."""
+    from nmt.config import register_configs
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    register_configs()
+    after_steps = _train_recording(overrides, f"{out_dir}/run")
+    torch.save(torch.stack(after_steps), f"{out_dir}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def _two_ranks(overrides: list[str], tmp_path) -> list[torch.Tensor]:
+    mp.spawn(_rank_main, args=(2, _free_port(), overrides, str(tmp_path)), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def test_rank_shards_are_disjoint_and_cover_every_batch():
+    lengths = np.random.default_rng(0).integers(1, 30, 500)
+    batches = TokenBatchSampler.for_pairs(lengths, lengths, max_tokens=200, seed=3).batches(0)
+    world, accumulate = 2, 3
+    per_step = world * accumulate
+    usable = len(batches) // per_step * per_step
+    seen = []
+    for start in range(0, usable, per_step):
+        group = batches[start : start + per_step]
+        shards = [shard(group, Ranks(rank, world)) for rank in range(world)]
+        assert all(len(s) == accumulate for s in shards), "every rank takes as many batches"
+        seen += [b.tolist() for s in shards for b in s]
+    assert sorted(seen) == sorted(b.tolist() for b in batches[:usable])
+    assert len(batches) - usable < per_step, "at most the last incomplete step is left out"
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_match_one_process_accumulating_the_same_global_batch(tmp_path):
+    rank0, rank1 = _two_ranks(["trainer.max_steps=4"], tmp_path / "ddp")
+    assert len(rank0) == 4
+    for step, (a, b) in enumerate(zip(rank0, rank1, strict=True), start=1):
+        assert torch.equal(a, b), f"the ranks' parameters differ after step {step}"
+    single = _train_recording(["trainer.max_steps=4", "trainer.accumulate_grad_batches=2"], tmp_path / "single")
+    for step, (a, b) in enumerate(zip(rank0, single, strict=True), start=1):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f"step {step}: 2 ranks != 1 process accumulating 2")
+    assert not (tmp_path / "ddp" / "run" / "tb").exists() or (tmp_path / "ddp" / "run" / "checkpoints").is_dir()
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumes_in_one_process(tmp_path):
+    _two_ranks(["trainer.max_steps=4", "trainer.eval_every=2"], tmp_path / "ddp")
+    assert load_checkpoint(tmp_path / "ddp" / "run" / "checkpoints" / "last.pt")["train_state"]["progress"]["step"] == 4
+    common = ["trainer.max_steps=7", "trainer.accumulate_grad_batches=2"]
+    resumed = _train_recording([*common, f"trainer.resume={tmp_path / 'ddp' / 'run'}"], tmp_path / "resumed")
+    straight = _train_recording(common, tmp_path / "straight")
+    torch.testing.assert_close(resumed[-1], straight[-1], rtol=0, atol=1e-6)
+
+
+def test_fp16_on_cpu_is_refused_in_one_line(tmp_path):
+    with pytest.raises(UserError, match="16-mixed needs a CUDA device"):
+        Trainer(compose_config("train", [*RUN, "trainer.precision=16-mixed", "trainer.device=cpu"]), tmp_path / "run")
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed"])
+def test_mixed_precision_runs_the_step_in_half_precision_and_learns(precision, tmp_path):
+    trainer = Trainer(
+        compose_config(
+            "train", [*RUN, "trainer.max_steps=30", f"trainer.precision={precision}", "trainer.log_every=10"]
+        ),
+        tmp_path / "run",
+    )
+    dtypes = set()
+    trainer.model.output.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
+    losses = []
+    step = trainer._train_step
+
+    def recording(group, meter):
+        step(group, meter)
+        losses.append(meter.loss.item() / max(meter.steps, 1))
+
+    trainer._train_step = recording
+    trainer.fit()
+    assert (torch.bfloat16 if precision == "bf16-mixed" else torch.float16) in dtypes
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
