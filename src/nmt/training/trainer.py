@@ -344,6 +344,7 @@ class Trainer:
         self.scaler.update()
         if self.scaler.get_scale() < scale:
             self.progress.skipped_steps += 1  # an fp16 overflow: the scaler lowered its scale and skipped the step
+            self.writer.add_scalar("train/skipped_steps", self.progress.skipped_steps, self.progress.step + 1)
             return
         self.nonfinite_in_a_row = 0
         self.scheduler.step()
