@@ -1,4 +1,5 @@
-"""Download, verify and lay out the corpora nmt does not bundle (Multi30k task 1, Tatoeba cmn-eng, DailyDialog)."""
+"""Download, verify and lay out the corpora nmt does not bundle (Multi30k task 1, Tatoeba cmn-eng, DailyDialog here;
+IWSLT'14 de-en and WMT'14 en-de/en-fr in corpus_recipes.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -23,6 +25,7 @@ from typing import BinaryIO, NoReturn, Optional
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "external"
 TIMEOUT_S = 60
 CHUNK = 1 << 20
+PROGRESS_EVERY = 256 << 20  # bytes between download progress lines when stderr is not a terminal
 
 MULTI30K_DIR = "multi30k-task1"
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
@@ -70,11 +73,29 @@ DAILYDIALOG_LICENSE = (
 )
 
 # The data config (src/nmt/configs/data/<name>.yaml) that reads each corpus from paths.corpora_dir.
-DATA_CONFIG = {"multi30k": "multi30k_de_en", "tatoeba_cmn": "tatoeba_eng_cmn", "dailydialog": "dailydialog"}
+DATA_CONFIG = {
+    "multi30k": "multi30k_de_en",
+    "tatoeba_cmn": "tatoeba_eng_cmn",
+    "dailydialog": "dailydialog",
+    "iwslt14_de_en": "iwslt14_de_en",
+    "wmt14_en_de": "wmt14_en_de",
+    "wmt14_en_fr": "wmt14_en_fr",
+}
 
 
 class FetchError(Exception):
     """A problem the user can fix; the message is one line naming the file, the problem and the fix."""
+
+
+class DownloadError(FetchError):
+    """A download that failed: the URL and why (so a recipe with mirrors can name them all)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot download {url}: {reason} — check the network, or download it by hand"
+            " and rerun with --from-local DIR"
+        )
+        self.url, self.reason = url, reason
 
 
 # --- files ------------------------------------------------------------------------------------------------------
@@ -137,17 +158,40 @@ def _reason(e: BaseException) -> str:
     return str(getattr(e, "reason", "") or e or type(e).__name__)
 
 
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):,.1f} MiB"
+
+
+def copy_with_progress(src: BinaryIO, dest: BinaryIO, url: str, total: Optional[int]) -> None:
+    """Copy src to dest, showing progress: a live line on a terminal, else a line every PROGRESS_EVERY bytes."""
+    live, done, shown, next_line = sys.stderr.isatty(), 0, 0.0, PROGRESS_EVERY
+
+    def status() -> str:
+        of = f" of {_mib(total)} ({100 * done // total}%)" if total else ""
+        return f"downloading {url}: {_mib(done)}{of}"
+
+    for block in iter(lambda: src.read(CHUNK), b""):
+        dest.write(block)
+        done += len(block)
+        if live and time.monotonic() - shown >= 0.5:
+            print(f"\r{status()}", end="", file=sys.stderr, flush=True)
+            shown = time.monotonic()
+        elif not live and done >= next_line:
+            print(status(), flush=True)
+            next_line += PROGRESS_EVERY
+    if live and shown:
+        print(f"\r{status()}", file=sys.stderr, flush=True)
+
+
 def download(url: str, dest: Path) -> None:
-    """Stream url into dest; FetchError naming the URL (and suggesting --from-local) on any network failure."""
+    """Stream url into dest with progress; DownloadError naming the URL (and suggesting --from-local) on failure."""
     with open(dest, "wb") as f:
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-                shutil.copyfileobj(response, f, CHUNK)
+                length = response.headers.get("Content-Length") if response.headers else None
+                copy_with_progress(response, f, url, int(length) if length and length.isdigit() else None)
         except (OSError, ValueError, http.client.HTTPException) as e:
-            raise FetchError(
-                f"cannot download {url}: {_reason(e)} — check the network, or download it by hand"
-                " and rerun with --from-local DIR"
-            ) from None
+            raise DownloadError(url, _reason(e)) from None
 
 
 def copy_local(src: Path, dest: Path) -> None:
@@ -514,10 +558,16 @@ def fetch_dailydialog(out: Path, local_dir: Optional[Path], force: bool) -> None
     (dest / "README.md").write_text(dailydialog_readme(rows), encoding="utf-8")
 
 
+# corpus_recipes uses the helpers above through `import fetch_corpus`: run as a script, this module is that one.
+if __name__ == "__main__":
+    sys.modules.setdefault("fetch_corpus", sys.modules[__name__])
+import corpus_recipes  # noqa: E402
+
 FETCHERS: dict[str, Callable[[Path, Optional[Path], bool], None]] = {
     "multi30k": fetch_multi30k,
     "tatoeba_cmn": fetch_tatoeba_cmn,
     "dailydialog": fetch_dailydialog,
+    **corpus_recipes.FETCHERS,
 }
 
 
