@@ -202,6 +202,14 @@ class TrainConfig:
 
 
 @dataclass
+class PreprocessConfig(TrainConfig):
+    """nmt-train's config (the same overrides name the same data) plus the preprocessing knobs."""
+
+    workers: Optional[int] = None  # tokenizing processes (None: min(4, CPU count))
+    verify: bool = False  # also check the sha256 of every file of an existing binarized corpus
+
+
+@dataclass
 class EvalConfig(SearchConfig):
     ckpt: str = MISSING
     split: str = "test"  # dev | test: a split of the checkpoint's data config
@@ -252,6 +260,7 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("nmt_root", lambda: str(project_root()), replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="preprocess_schema", node=PreprocessConfig)
     cs.store(name="eval_schema", node=EvalConfig)
     cs.store(name="translate_schema", node=TranslateConfig)
     cs.store(name="average_schema", node=AverageConfig)

@@ -9,6 +9,7 @@ from nmt.data.batching import (
     pad_sequences,
     session_sampler,
 )
+from nmt.data.binarized import TextPairs, binarized_dir, prepare_data
 from nmt.data.corpus import (
     CorpusError,
     Example,
@@ -20,7 +21,7 @@ from nmt.data.corpus import (
     read_lines,
     split_corpus,
 )
-from nmt.data.dataset import PreparedData, TokenizedCorpus, encode_corpus, prepare_data, read_splits
+from nmt.data.dataset import PreparedData, TokenizedCorpus, encode_corpus, read_splits
 from nmt.data.tokenizer import SpecialIds, Tokenizer, build_tokenizer
 
 __all__ = [
@@ -30,9 +31,11 @@ __all__ = [
     "PreparedData",
     "SessionBatch",
     "SpecialIds",
+    "TextPairs",
     "TokenBatchSampler",
     "TokenizedCorpus",
     "Tokenizer",
+    "binarized_dir",
     "build_tokenizer",
     "collate",
     "collate_sessions",

@@ -1,7 +1,7 @@
-"""Token-id corpora: packed id arrays, their cache, and prepare_data, which builds every split of a config.
+"""Token-id corpora: packed id arrays (in memory or memory-mapped), nmt-eval's id cache, reading a config's splits.
 
 Dialogue data becomes the same pair corpus, (turn t, turn t + 1) in session order, plus per split the offsets
-that say which consecutive pairs form each session.
+that say which consecutive pairs form each session. prepare_data (nmt.data.binarized) builds the prepared splits.
 """
 
 from __future__ import annotations
@@ -9,30 +9,31 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from nmt.atomic import write_atomic
 from nmt.config import DataConfig
 from nmt.data.corpus import (
     CorpusError,
     Example,
-    filter_pairs,
     make_normalizer,
     read_corpus,
     read_dialogues,
     split_corpus,
 )
-from nmt.data.tokenizer import Tokenizer, build_tokenizer
+from nmt.data.tokenizer import Tokenizer
 
 
 @dataclass
 class TokenizedCorpus:
-    """Sentence i's ids are src[src_offsets[i]:src_offsets[i + 1]] (likewise tgt); no bos/eos stored."""
+    """Sentence i's ids are src[src_offsets[i]:src_offsets[i + 1]] (likewise tgt); no bos/eos stored.
+
+    The arrays may be read-only np.memmap (a binarized corpus): every method reads only the sentences it needs.
+    """
 
     src: np.ndarray  # (total_src_tokens,) int32
     src_offsets: np.ndarray  # (n + 1,) int64
@@ -75,17 +76,13 @@ def pack(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _take(flat: np.ndarray, offsets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.diff(offsets)[indices]
+    # Only the selected offsets are read: np.diff(offsets) would page in a memory-mapped corpus's whole index.
+    lengths = offsets[indices + 1] - offsets[indices]
     new_offsets = np.zeros(len(indices) + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_offsets[1:])
     # Position j of the output reads flat[start of its sentence + j - new start of that sentence].
     shift = np.repeat(offsets[indices] - new_offsets[:-1], lengths)
     return flat[shift + np.arange(new_offsets[-1])], new_offsets
-
-
-def _rows(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    """Per-sentence views of packed ids; np.split alone would return one empty row for an empty corpus."""
-    return np.split(flat, offsets[1:-1]) if len(offsets) > 1 else []
 
 
 def _texts_key(examples: list[Example], tokenizer: Tokenizer) -> str:
@@ -97,7 +94,10 @@ def _texts_key(examples: list[Example], tokenizer: Tokenizer) -> str:
 
 
 def encode_corpus(examples: list[Example], tokenizer: Tokenizer, cache_dir: str | Path) -> TokenizedCorpus:
-    """Encode the pairs, or load them from cache_dir/ids-<key>.npz (key: tokenizer fingerprint and texts)."""
+    """Encode the pairs, or load them from cache_dir/ids-<key>.npz (key: tokenizer fingerprint and texts).
+
+    nmt-eval's cache, for a split encoded with a checkpoint's tokenizer; training data is binarized instead.
+    """
     cache_dir = Path(cache_dir)
     path = cache_dir / f"ids-{_texts_key(examples, tokenizer)}.npz"
     if path.is_file():
@@ -117,7 +117,9 @@ def encode_corpus(examples: list[Example], tokenizer: Tokenizer, cache_dir: str 
 class PreparedData:
     tokenizer: Tokenizer
     splits: dict[str, TokenizedCorpus]  # "train", "dev", "test", after filtering
-    texts: dict[str, list[Example]]  # the kept pairs' normalised texts, aligned with splits (BLEU references)
+    # The kept pairs' normalised texts, aligned with splits (BLEU references); a binarized corpus's train texts are
+    # a TextPairs, read from disk on demand, the others lists.
+    texts: dict[str, Sequence[Example]]
     stats: dict  # per split {read, empty, too_long, kept}; split_seed, max_train_pairs, vocab sizes
     # Dialogue data only: per split (sessions + 1,) int64, session s owns pairs sessions[s]:sessions[s + 1].
     sessions: dict[str, np.ndarray] | None = None
@@ -156,80 +158,3 @@ def dialogue_pairs(sessions: list[list[str]]) -> tuple[list[Example], np.ndarray
     offsets = np.zeros(len(sessions) + 1, dtype=np.int64)
     np.cumsum([len(turns) - 1 for turns in sessions], out=offsets[1:])
     return pairs, offsets
-
-
-def _truncate(corpus: TokenizedCorpus, max_len: int) -> tuple[TokenizedCorpus, int]:
-    """Cut both sides to max_len tokens (dialogue turns: dropping one would break its session); (corpus, pairs cut)."""
-    if max_len < 1:
-        raise CorpusError(f"data.max_len={max_len}: must be a positive number of tokens")
-    cut = int(((corpus.src_lengths() > max_len) | (corpus.tgt_lengths() > max_len)).sum())
-    src = pack([row[:max_len] for row in _rows(corpus.src, corpus.src_offsets)])
-    tgt = pack([row[:max_len] for row in _rows(corpus.tgt, corpus.tgt_offsets)])
-    return TokenizedCorpus(*src, *tgt), cut
-
-
-def _subsample(train: list, max_pairs: int | None, seed: int) -> list:
-    if max_pairs is not None and max_pairs < 1:
-        raise CorpusError(f"data.max_train_pairs={max_pairs}: must be positive — or null to use all pairs")
-    if max_pairs is None or max_pairs >= len(train):
-        return train
-    keep = sorted(random.Random(seed).sample(range(len(train)), max_pairs))
-    return [train[i] for i in keep]
-
-
-def prepare_data(cfg: DataConfig, log=print) -> PreparedData:
-    """Read, split, subsample, tokenize, encode and filter the corpus that `cfg` describes.
-
-    Dialogue data: max_train_pairs counts sessions, and over-long turns are cut to max_len instead of dropped.
-    """
-    if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "train"):
-        raise CorpusError("data.train: not set — give a TSV file or [src_file, tgt_file]")
-    dialogue = cfg.format == "dialogue"
-    if dialogue and not cfg.tokenizer.joint:
-        raise CorpusError("data.tokenizer.joint=false: dialogue turns are both sources and replies — set it true")
-    cache_dir = Path(cfg.cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    texts = read_splits(cfg, log)
-    available = len(texts["train"])
-    texts["train"] = _subsample(texts["train"], cfg.max_train_pairs, cfg.split_seed)
-    sessions = None
-    if dialogue:
-        sessions = {}
-        for name in texts:
-            texts[name], sessions[name] = dialogue_pairs(texts[name])
-    tokenizer = build_tokenizer(cfg.tokenizer, texts["train"], cache_dir, log)
-    stats: dict = {
-        "split_seed": cfg.split_seed,
-        "max_train_pairs": cfg.max_train_pairs,
-        "src_vocab_size": tokenizer.src_vocab_size,
-        "tgt_vocab_size": tokenizer.tgt_vocab_size,
-    }
-    splits = {}
-    for name, examples in texts.items():
-        corpus = encode_corpus(examples, tokenizer, cache_dir)
-        max_len = cfg.max_len if name == "train" else None
-        sampled = f" (sampled from {available})" if name == "train" and available > len(examples) else ""
-        if dialogue:
-            cut = 0
-            if max_len is not None:
-                corpus, cut = _truncate(corpus, max_len)
-            splits[name] = corpus
-            stats[name] = {"read": len(examples), "truncated": cut, "kept": len(examples)}
-            cut_note = f", {cut} with a turn cut to {max_len} tokens" if max_len is not None else ""
-            log(f"data {name}: {len(sessions[name]) - 1} sessions{sampled}, {len(examples)} turn pairs{cut_note}")
-            continue
-        kept, counts = filter_pairs(
-            _rows(corpus.src, corpus.src_offsets), _rows(corpus.tgt, corpus.tgt_offsets), max_len
-        )
-        splits[name] = corpus.select(kept)
-        texts[name] = [examples[i] for i in kept]
-        stats[name] = {"read": len(examples), **counts}
-        too_long = f", {counts['too_long']} longer than {max_len} tokens" if max_len is not None else ""
-        empty = f", {counts['empty']} empty"
-        log(f"data {name}: {len(examples)} pairs{sampled}{empty}{too_long}, {counts['kept']} kept")
-    if not texts["train"]:
-        raise CorpusError(
-            f"{cfg.train}: no training pairs left after filtering ({stats['train']}) — raise data.max_len"
-            " or check the corpus"
-        )
-    return PreparedData(tokenizer=tokenizer, splits=splits, texts=texts, stats=stats, sessions=sessions)

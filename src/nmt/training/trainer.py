@@ -30,7 +30,14 @@ from nmt.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from nmt.training.distributed import agree, average_gradients, broadcast_parameters, init_distributed, shard
+from nmt.training.distributed import (
+    agree,
+    average_gradients,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+    shard,
+)
 from nmt.training.interrupt import StopRequests, TrainingInterrupted
 from nmt.training.loss import LossOut, sequence_loss
 from nmt.training.monitor import (
@@ -123,7 +130,12 @@ class Trainer:
                 f"model=memory_lstm carries memory across dialogue turns, but data={cfg.data.name} holds sentence"
                 " pairs — use data=dailydialog (or a data config with format: dialogue)"
             )
+        # Rank 0 builds the tokenizer and the binarized corpus; the other ranks then find them ready.
+        if not self.ranks.main:
+            barrier(self.ranks)
         self.data = prepare_data(cfg.data, log=log.info)
+        if self.ranks.main:
+            barrier(self.ranks)
         self.tokenizer = self.data.tokenizer
         self.specials = self.tokenizer.specials
         self.train_set = self.data.splits["train"]
