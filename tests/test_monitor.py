@@ -92,3 +92,14 @@ def test_profiling_writes_a_trace(toy_cfg, tmp_path):
     run = tmp_path / "run"
     Trainer(toy_cfg(*FAST, "trainer.max_steps=6", "trainer.profile=true", "trainer.profile_steps=2"), run).fit()
     assert list((run / "tb" / "profile").glob("*.pt.trace.json"))
+
+
+def test_loops_catch_a_repeated_token_or_phrase_and_nothing_else():
+    from nmt.evaluation import loops
+
+    assert loops([5, 7, 7, 7, 7, 9])
+    assert loops([4, 8, 9, 8, 9, 8, 9, 3])  # "I'm afraid I'm afraid I'm afraid"
+    assert loops([1, 2, 3, 1, 2, 3, 1, 2, 3])
+    assert not loops([7, 7, 7, 5, 8, 9, 8, 9, 6])  # three of a token, two of a phrase
+    assert not loops([4, 5, 6, 7, 4, 5, 6, 7])
+    assert not loops([])

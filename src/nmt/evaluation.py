@@ -33,17 +33,27 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
     }
 
 
+def loops(tokens: list[int]) -> bool:
+    """Whether the output is stuck in a loop: one token 4+ times in a row, or a phrase of 2 to 4 tokens 3+ times in
+    a row ("I'm afraid I'm afraid I'm afraid")."""
+    for n, times in ((1, 4), (2, 3), (3, 3), (4, 3)):
+        span = n * times
+        for i in range(len(tokens) - span + 1):
+            if tokens[i : i + span] == tokens[i : i + n] * times:
+                return True
+    return False
+
+
 def free_running_failures(hypotheses, source_lengths, search_cfg) -> dict:
-    """Shares of outputs that hit the length limit without emitting EOS, and that repeat a token 4+ times in a row.
+    """Shares of outputs that hit the length limit without emitting EOS, and that loop (see loops()).
 
     hypotheses: token lists (EOS excluded); source_lengths: their sources' lengths. These are the symptoms of
     exposure bias that teacher-forced accuracy does not show.
     """
     limits = output_limits(torch.as_tensor(source_lengths), search_cfg.max_len_a, search_cfg.max_len_b).tolist()
     no_eos = sum(len(tokens) >= limit for tokens, limit in zip(hypotheses, limits, strict=True))
-    repeats = sum(any(len(set(t[i : i + 4])) == 1 for i in range(len(t) - 3)) for t in hypotheses)
     n = max(len(hypotheses), 1)
-    return {"no_eos_rate": no_eos / n, "repeat_rate": repeats / n}
+    return {"no_eos_rate": no_eos / n, "repeat_rate": sum(map(loops, hypotheses)) / n}
 
 
 def is_degenerate(text: str) -> bool:

@@ -208,12 +208,12 @@ def data_report(data, batches) -> Check:
 
 
 def decoding_report(model, data, search_cfg, device, n: int = 50, max_tokens: int = 4096) -> Check:
-    """Greedy-decode n dev sentences (spread over the split); share without EOS and with 4+ repeated tokens."""
+    """Greedy-decode n dev sentences (spread over the split); share without EOS and that loop (evaluation.loops)."""
     greedy = OmegaConf.merge(search_cfg, {"beam_size": 1, "nbest": 1})
     m = evaluate_split(model, data, "dev", greedy, max_tokens, device, max_sentences=n)
     detail = (
         f"{len(m['hypotheses'])} dev sentences: {100 * m['no_eos_rate']:.0f}% without EOS,"
-        f" {100 * m['repeat_rate']:.0f}% with 4+ repeats"
+        f" {100 * m['repeat_rate']:.0f}% looping"
     )
     knob = "trainer.search.max_len_a, more training, teacher_forcing"
     if max(m["no_eos_rate"], m["repeat_rate"]) > 0.2:

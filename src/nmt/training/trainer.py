@@ -232,7 +232,7 @@ class Trainer:
         # Teacher-forced and free-running side by side: the gap between them is exposure bias.
         log.info(
             "step %d dev: teacher-forced loss %.3f | ppl %.2f | acc %.1f%% || free-running BLEU %.2f | chrF %.2f "
-            "| no EOS %.1f%% | 4+ repeats %.1f%%%s",
+            "| no EOS %.1f%% | loops %.1f%%%s",
             p.step,
             m["loss"],
             m["ppl"],
