@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,13 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 class DiskFullError(UserError):
     """No space (or quota) left to write a file; the previous version of the file is intact."""
+
+
+def hidden_beside(path, kind: str) -> Path:
+    """A fresh hidden name next to `path`, for a file or directory on its way in or out: on the same file system,
+    so renaming it to `path` is atomic, and unique to this process and call."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{kind}"
 
 
 def write_atomic(path, content: bytes | Callable[[BinaryIO], None]) -> None:

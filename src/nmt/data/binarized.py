@@ -21,7 +21,6 @@ import multiprocessing
 import operator
 import os
 import random
-import secrets
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -31,7 +30,7 @@ import numpy as np
 import sentencepiece as spm
 from omegaconf import OmegaConf
 
-from nmt.atomic import DiskFullError
+from nmt.atomic import DiskFullError, hidden_beside
 from nmt.config import DataConfig
 from nmt.data.corpus import CorpusError, Example, filter_pairs
 from nmt.data.dataset import PreparedData, TokenizedCorpus, dialogue_pairs, pack, read_splits
@@ -333,11 +332,6 @@ def _write_corpus(directory: Path, key: str, cfg: DataConfig, workers: int, log)
     return manifest
 
 
-def _beside(path: Path, kind: str) -> Path:
-    """A name no other process uses, hidden beside `path`, for a directory on its way in or out."""
-    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{kind}"
-
-
 def _publish(tmp: Path, path: Path) -> None:
     """Rename the finished corpus to `path`, so that readers find all of it or nothing; when another process
     published the same corpus meanwhile, keep that one."""
@@ -351,7 +345,7 @@ def _publish(tmp: Path, path: Path) -> None:
 
 def _discard(path: Path) -> None:
     """Delete a damaged corpus, renamed away first so that no reader finds it half deleted."""
-    stale = _beside(path, "stale")
+    stale = hidden_beside(path, "stale")
     try:
         os.replace(path, stale)
     except FileNotFoundError:
@@ -367,7 +361,7 @@ def _build(cfg: DataConfig, path: Path, workers: int | None, log) -> None:
     workers = workers or min(4, os.cpu_count() or 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkdtemp, whose directory only its owner may read: this one gets the umask's permissions.
-    tmp = _beside(path, "tmp")
+    tmp = hidden_beside(path, "tmp")
     tmp.mkdir()
     try:
         manifest = _write_corpus(tmp, path.name, cfg, workers, log)

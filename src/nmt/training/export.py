@@ -9,13 +9,12 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import safetensors.torch
 import torch
 
-from nmt.atomic import write_atomic
+from nmt.atomic import hidden_beside, write_atomic
 from nmt.training.checkpoint import EXPORT_INDEX, FORMAT, CheckpointError, load_checkpoint
 
 CONFIG = "config.json"
@@ -98,7 +97,7 @@ def export_safetensors(ckpt_path, out_dir, max_shard_bytes: int, force: bool = F
         **{key: ckpt[key] for key in ("specials", *_CARRIED) if key in ckpt},
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = _beside(out_dir, "tmp")
+    staging = hidden_beside(out_dir, "tmp")
     staging.mkdir()  # honours the umask, unlike tempfile.mkdtemp: the export ends up as readable as a plain mkdir
     try:
         index = {
@@ -138,17 +137,12 @@ def _check_target(out_dir: Path, force: bool) -> None:
 def _put_in_place(staging: Path, out_dir: Path) -> None:
     """Rename the finished export to out_dir; an existing one (force) is moved aside first, then deleted."""
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        aside = _beside(out_dir, "old")
+        aside = hidden_beside(out_dir, "old")
         os.replace(out_dir, aside)
         os.replace(staging, out_dir)
         shutil.rmtree(aside)
     else:
         os.replace(staging, out_dir)  # an empty out_dir is replaced as it stands
-
-
-def _beside(out_dir: Path, suffix: str) -> Path:
-    """A fresh hidden name next to out_dir: on the same file system, so renaming to out_dir is atomic."""
-    return out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:12]}.{suffix}"
 
 
 def read_export(path) -> dict:
