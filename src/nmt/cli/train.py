@@ -13,7 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from nmt.cli import compose_config, reports_errors, reports_hydra_errors
 from nmt.config import register_configs
 from nmt.training.interrupt import TrainingInterrupted
-from nmt.training.trainer import Trainer, resume_checkpoint
+from nmt.training.run_state import resume_checkpoint
+from nmt.training.trainer import Trainer
 
 register_configs()
 

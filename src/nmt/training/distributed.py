@@ -74,3 +74,10 @@ def agree(flag: bool, ranks: Ranks, device) -> bool:
 def barrier(ranks: Ranks) -> None:
     if ranks.world > 1:
         dist.barrier()
+
+
+class SilentWriter:
+    """What ranks other than 0 have for a SummaryWriter: every call does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None

@@ -1,10 +1,12 @@
-"""Training health: running metrics, where non-finite values come from, gradient norms per module, attention."""
+"""Training health and what a run reports: running metrics, the train and dev log lines with their TensorBoard
+scalars and samples, where non-finite values come from, gradient norms per module, attention."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -173,3 +175,62 @@ def profiler(tcfg, trace_dir):
         schedule=torch.profiler.schedule(wait=1, warmup=1, active=tcfg.profile_steps, repeat=1),
         on_trace_ready=torch.profiler.tensorboard_trace_handler(str(trace_dir)),
     )
+
+
+def report_train(emit, writer, m: dict, model, step: int, total_steps: int, epoch: int, lr: float, ratio: float):
+    """A logging window: Meter.read()'s figures, learning rate, teacher-forcing ratio and per-module gradient norms
+    to TensorBoard, and one line with an ETA to `emit` (a logging function)."""
+    for key, value in m.items():
+        if key != "sec_per_step":
+            writer.add_scalar(f"train/{key}", value, step)
+    for group, grads in grads_by_group(model).items():
+        writer.add_scalar(f"grad_norm/{group}", grads.norm().item(), step)
+        if grads.numel():
+            writer.add_histogram(f"grad/{group}", grads, step)
+    writer.add_scalar("train/lr", lr, step)
+    writer.add_scalar("train/tf_ratio", ratio, step)
+    emit(
+        "step %d/%d | epoch %d | loss %.3f | ppl %.2f (p(token) %.3f) | acc %.1f%% | teacher forcing %.2f "
+        "| lr %.2e | grad norm %.2f | clipped %.0f%% | %.0f tok/s | ETA %s",
+        step,
+        total_steps,
+        epoch + 1,
+        m["loss"],
+        m["ppl"],
+        1 / m["ppl"],
+        100 * m["token_acc"],
+        ratio,
+        lr,
+        m["grad_norm"],
+        100 * m["clip_rate"],
+        m["tokens_per_sec"],
+        format_eta((total_steps - step) * m["sec_per_step"]),
+    )
+
+
+def report_dev(emit, writer, m: dict, step: int, improved: bool, num_samples: int, samples_dir: Path) -> None:
+    """A dev evaluation (evaluate_split's metrics): scalars to TensorBoard, the log line, a few samples to the log
+    and TensorBoard, and every hypothesis to samples_dir/step-<N>.txt."""
+    tb_names = {"loss": "loss", "ppl": "ppl", "acc": "token_acc", "bleu": "bleu", "chrf": "chrf"}
+    for key, tb in {**tb_names, "no_eos_rate": "no_eos_rate", "repeat_rate": "repeat_rate"}.items():
+        writer.add_scalar(f"dev/{tb}", m[key], step)
+    # Teacher-forced and free-running side by side: the gap between them is exposure bias.
+    emit(
+        "step %d dev: teacher-forced loss %.3f | ppl %.2f | acc %.1f%% || free-running BLEU %.2f | chrF %.2f "
+        "| no EOS %.1f%% | loops %.1f%%%s",
+        step,
+        m["loss"],
+        m["ppl"],
+        100 * m["acc"],
+        m["bleu"],
+        m["chrf"],
+        100 * m["no_eos_rate"],
+        100 * m["repeat_rate"],
+        " (best)" if improved else "",
+    )
+    samples = list(zip(m["sources"], m["references"], m["hypotheses"], strict=True))
+    text = "\n\n".join(f"    src: {s}\n    ref: {r}\n    hyp: {h}" for s, r, h in samples[:num_samples])
+    emit("samples:\n%s", text)
+    writer.add_text("dev/samples", text.replace("\n", "  \n"), step)
+    samples_dir.mkdir(exist_ok=True)
+    (samples_dir / f"step-{step:07d}.txt").write_text("\n".join(m["hypotheses"]) + "\n", encoding="utf-8")

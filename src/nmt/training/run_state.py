@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from nmt.training.checkpoint import CheckpointError
+from nmt.training.checkpoint import CheckpointError, newest_resumable, resolve_checkpoint
 
 
 @dataclass
@@ -81,3 +82,11 @@ def restore_train_state(path, ckpt: dict, optimizer, scheduler) -> Progress:
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return progress
+
+
+def resume_checkpoint(cfg) -> Path:
+    """The last.pt that trainer.resume names: a run directory or a checkpoint, or auto: the newest complete one
+    of the same experiment (model and data) under paths.log_dir."""
+    if cfg.trainer.resume == "auto":
+        return newest_resumable(cfg.paths.log_dir, cfg.model.name, cfg.data.name)
+    return resolve_checkpoint(cfg.trainer.resume, "last.pt")

@@ -26,11 +26,11 @@ from nmt.models import build_model, count_parameters, describe, model_width
 from nmt.training.checkpoint import (
     copy_checkpoint,
     load_checkpoint,
-    newest_resumable,
     resolve_checkpoint,
     save_checkpoint,
 )
 from nmt.training.distributed import (
+    SilentWriter,
     agree,
     average_gradients,
     barrier,
@@ -46,33 +46,25 @@ from nmt.training.monitor import (
     attention_figure,
     attention_map,
     find_nonfinite,
-    format_eta,
-    grads_by_group,
     hparams,
     profiler,
+    report_dev,
+    report_train,
     weights_finite,
 )
 from nmt.training.optim import build_optimizer, build_scheduler, describe_param_groups
-from nmt.training.run_state import Progress, check_same_setup, load_weights, restore_train_state, train_state
+from nmt.training.run_state import (
+    Progress,
+    check_same_setup,
+    load_weights,
+    restore_train_state,
+    resume_checkpoint,
+    train_state,
+)
 from nmt.training.session import session_loss
 from nmt.training.teacher_forcing import forced_logits, tf_ratio
 
 log = logging.getLogger("nmt.train")
-
-
-def resume_checkpoint(cfg) -> Path:
-    """The last.pt that trainer.resume names: a run directory or a checkpoint, or auto: the newest complete one
-    of the same experiment (model and data) under paths.log_dir."""
-    if cfg.trainer.resume == "auto":
-        return newest_resumable(cfg.paths.log_dir, cfg.model.name, cfg.data.name)
-    return resolve_checkpoint(cfg.trainer.resume, "last.pt")
-
-
-class SilentWriter:
-    """What ranks other than 0 have for a SummaryWriter: every call does nothing."""
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
 
 
 def mixed_precision(precision: str, device: torch.device):
@@ -217,40 +209,17 @@ class Trainer:
 
     def _evaluate(self) -> bool:
         """Rank 0 evaluates while the others wait; True on every rank when early stopping says stop."""
+        self.progress.last_eval_step = self.progress.step  # before last.pt is saved, which records it
         stop = self._evaluate_dev() if self.ranks.main else False
-        self.progress.last_eval_step = self.progress.step
         return agree(stop, self.ranks, self.device)
 
     def _evaluate_dev(self) -> bool:
         """Dev metrics, samples, best/last checkpoints. Returns True when early stopping says stop."""
         tcfg, p = self.cfg.trainer, self.progress
         m = self._evaluate_split("dev", tcfg.dev_max_sentences)
-        tb_names = {"loss": "loss", "ppl": "ppl", "acc": "token_acc", "bleu": "bleu", "chrf": "chrf"}
-        for key, tb in {**tb_names, "no_eos_rate": "no_eos_rate", "repeat_rate": "repeat_rate"}.items():
-            self.writer.add_scalar(f"dev/{tb}", m[key], p.step)
         improved = m["bleu"] > p.best_bleu
-        # Teacher-forced and free-running side by side: the gap between them is exposure bias.
-        log.info(
-            "step %d dev: teacher-forced loss %.3f | ppl %.2f | acc %.1f%% || free-running BLEU %.2f | chrF %.2f "
-            "| no EOS %.1f%% | loops %.1f%%%s",
-            p.step,
-            m["loss"],
-            m["ppl"],
-            100 * m["acc"],
-            m["bleu"],
-            m["chrf"],
-            100 * m["no_eos_rate"],
-            100 * m["repeat_rate"],
-            " (best)" if improved else "",
-        )
-        samples = list(zip(m["sources"], m["references"], m["hypotheses"], strict=True))
-        text = "\n\n".join(f"    src: {s}\n    ref: {r}\n    hyp: {h}" for s, r, h in samples[: tcfg.num_samples])
-        log.info("samples:\n%s", text)
-        self.writer.add_text("dev/samples", text.replace("\n", "  \n"), p.step)
+        report_dev(log.info, self.writer, m, p.step, improved, tcfg.num_samples, self.run_dir / "samples")
         self._attention_images(m)
-        samples_dir = self.run_dir / "samples"
-        samples_dir.mkdir(exist_ok=True)
-        (samples_dir / f"step-{p.step:07d}.txt").write_text("\n".join(m["hypotheses"]) + "\n", encoding="utf-8")
 
         if not weights_finite(self.model):
             raise TrainingStopped(
@@ -262,7 +231,6 @@ class Trainer:
             save_checkpoint(self.ckpt_dir / "best.pt", {**self._payload(False), "dev": _scores(m), "step": p.step})
         else:
             p.bad_evals += 1
-        p.last_eval_step = p.step
         save_checkpoint(self.ckpt_dir / "last.pt", self._payload(True))
         if tcfg.keep_checkpoints:
             self._keep_step_checkpoint()
@@ -399,36 +367,9 @@ class Trainer:
         )
 
     def _log_train(self, meter: Meter, bar) -> None:
-        m, step = meter.read(), self.progress.step
-        lr = self.scheduler.get_last_lr()[0]
-        for key, value in m.items():
-            if key != "sec_per_step":
-                self.writer.add_scalar(f"train/{key}", value, step)
-        for group, grads in grads_by_group(self.model).items():
-            self.writer.add_scalar(f"grad_norm/{group}", grads.norm().item(), step)
-            if grads.numel():
-                self.writer.add_histogram(f"grad/{group}", grads, step)
-        self.writer.add_scalar("train/lr", lr, step)
-        ratio = self.current_tf_ratio()
-        self.writer.add_scalar("train/tf_ratio", ratio, step)
-        eta = format_eta((self.total_steps - step) * m["sec_per_step"])
-        log.info(
-            "step %d/%d | epoch %d | loss %.3f | ppl %.2f (p(token) %.3f) | acc %.1f%% | teacher forcing %.2f "
-            "| lr %.2e | grad norm %.2f | clipped %.0f%% | %.0f tok/s | ETA %s",
-            step,
-            self.total_steps,
-            self.progress.epoch + 1,
-            m["loss"],
-            m["ppl"],
-            1 / m["ppl"],
-            100 * m["token_acc"],
-            ratio,
-            lr,
-            m["grad_norm"],
-            100 * m["clip_rate"],
-            m["tokens_per_sec"],
-            eta,
-        )
+        m, p = meter.read(), self.progress
+        lr, ratio = self.scheduler.get_last_lr()[0], self.current_tf_ratio()
+        report_train(log.info, self.writer, m, self.model, p.step, self.total_steps, p.epoch, lr, ratio)
         bar.set_postfix(loss=f"{m['loss']:.3f}", ppl=f"{m['ppl']:.1f}", tok_s=f"{m['tokens_per_sec']:.0f}")
         meter.reset()
 
