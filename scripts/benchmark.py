@@ -4,6 +4,7 @@
     python scripts/benchmark.py                          # lstm_attn at ratios 1.0 and 0.5 on the quickstart data
     python scripts/benchmark.py --model rnn --ratios 1.0 0.5 0.0 --windows 7 --window 10
     python scripts/benchmark.py --preprocess [--pairs 1000000] [--workers 4]
+    python scripts/benchmark.py peers [--steps 3000] [--precision bf16-mixed]   # scripts/bench_peers.py
 
 Every figure times the trainer's own step (collate, forward, loss, backward, clipping, optimizer) on the same
 batches; the first window is a warm-up and is dropped. Reports the median of the windows, their spread, and the
@@ -172,6 +173,11 @@ def preprocess_benchmark(pairs: int, workers: int) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["peers"]:
+        import bench_peers  # scripts/ is on sys.path when this file runs as a script
+
+        bench_peers.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lstm_attn")
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5])

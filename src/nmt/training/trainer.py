@@ -408,7 +408,7 @@ class Trainer:
                 else:
                     p.epoch += 1
                     p.batch_in_epoch = 0
-                    if p.last_eval_step != p.step:
+                    if tcfg.eval_each_epoch and p.last_eval_step != p.step:
                         stop = self._evaluate()
         if p.last_eval_step != p.step:
             self._evaluate()
