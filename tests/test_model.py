@@ -52,7 +52,7 @@ def test_step_by_step_decoding_equals_the_whole_sequence_pass(name, options):
     enc = model.encode(src, lengths)
     state = model.init_state(enc)
     for t in range(tgt.size(1)):
-        log_probs, state, attn = model.decode_step(tgt[:, t], state, enc)
+        log_probs, state, attn = model.decode_step(tgt[:, t], state, enc, need_weights=True)
         torch.testing.assert_close(log_probs, full[:, t], rtol=1e-5, atol=1e-5)
         if attn is not None:
             assert torch.allclose(attn.sum(-1), torch.ones(4))

@@ -32,10 +32,11 @@ def _constrain(log_probs, step: int, tokens, limits, specials, cfg):
 
     Never pad or bos; only EOS once a row reaches its length limit; tokens already emitted have their
     log-probability multiplied by cfg.repetition_penalty (> 1 discourages them, CTRL-style); a token that would
-    repeat an n-gram of size cfg.no_repeat_ngram_size is blocked. Returns a new (rows, vocab) tensor.
+    repeat an n-gram of size cfg.no_repeat_ngram_size is blocked. Changes and returns log_probs (rows, vocab), which
+    decode_step made fresh for this step.
     """
-    log_probs = log_probs.clone()
-    log_probs[:, [specials.pad, specials.bos]] = float("-inf")
+    log_probs[:, specials.pad] = float("-inf")
+    log_probs[:, specials.bos] = float("-inf")
     history = tokens[:, :step]
     if cfg.repetition_penalty != 1.0 and step > 0:
         seen = torch.zeros_like(log_probs, dtype=torch.bool).scatter_(1, history, True)
@@ -47,9 +48,17 @@ def _constrain(log_probs, step: int, tokens, limits, specials, cfg):
         repeats = (ngrams[:, :, :-1] == history[:, step - n + 1 :].unsqueeze(1)).all(dim=-1)
         blocked = torch.where(repeats, ngrams[:, :, -1], specials.pad)
         log_probs.scatter_(1, blocked, float("-inf"))
-    eos_only = torch.full_like(log_probs[0], float("-inf"))
-    eos_only[specials.eos] = 0.0
-    return torch.where((step >= limits).unsqueeze(1), eos_only, log_probs)
+    at_limit = (step >= limits).nonzero().squeeze(1)
+    if at_limit.numel():
+        log_probs[at_limit] = float("-inf")
+        log_probs[at_limit, specials.eos] = 0.0
+    return log_probs
+
+
+def _finish(scores, tokens, step: int, alpha: float) -> list[Hypothesis]:
+    """Hypotheses of rows whose EOS came at `step`: tokens (rows, steps) up to it, scores (rows,) normalised."""
+    penalty = length_penalty(step + 1, alpha)
+    return [Hypothesis(s / penalty, t) for s, t in zip(scores.tolist(), tokens[:, :step].tolist(), strict=True)]
 
 
 @torch.no_grad()
@@ -57,6 +66,7 @@ def greedy_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list
     """Batched greedy decoding. src: (batch, src_len); cfg: a SearchConfig. One hypothesis per sentence.
 
     enc: the source's EncoderOut when the caller has it (a dialogue turn read through the memory), else encoded here.
+    A sentence leaves the batch at its EOS, so the last steps run only the longest outputs.
     """
     batch, device = src.size(0), src.device
     enc = model.encode(src, src_lengths) if enc is None else enc
@@ -66,20 +76,24 @@ def greedy_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list
     tokens = torch.full((batch, steps), specials.pad, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
     prev = torch.full((batch,), specials.bos, dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    alive = torch.arange(batch, device=device)  # the sentence of each row still decoding
+    hyps: list[list[Hypothesis]] = [[] for _ in range(batch)]
     for step in range(steps):
         log_probs, state, _ = model.decode_step(prev, state, enc)
         best, prev = _constrain(log_probs, step, tokens, limits, specials, cfg).max(dim=-1)
-        scores += best.masked_fill(finished, 0.0)
-        prev = prev.masked_fill(finished, specials.eos)
+        scores += best
         tokens[:, step] = prev
-        finished |= prev == specials.eos
-        if finished.all():
-            break
-    hyps = []
-    for row, score in zip(tokens.tolist(), scores.tolist(), strict=True):
-        out = row[: row.index(specials.eos)]
-        hyps.append([Hypothesis(score / length_penalty(len(out) + 1, cfg.length_penalty), out)])
+        ended = prev == specials.eos
+        if ended.any():  # the length limits make every row end by the last step
+            done = ended.nonzero().squeeze(1)
+            ends = _finish(scores[done], tokens[done], step, cfg.length_penalty)
+            for sentence, hyp in zip(alive[done].tolist(), ends, strict=True):
+                hyps[sentence] = [hyp]
+            going = (~ended).nonzero().squeeze(1)
+            if not going.numel():
+                break
+            alive, prev, tokens, scores, limits = alive[going], prev[going], tokens[going], scores[going], limits[going]
+            state, enc = state.reorder(going), enc.reorder(going)
     return hyps
 
 
@@ -91,7 +105,8 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
 
     A hypothesis finishes when EOS is among the top `beam_size` candidates. A sentence is done once it has
     `beam_size` finished hypotheses and its best unfinished one, normalised at the earliest length it could finish
-    with, scores below the worst of them: it cannot win any more (log-probabilities only fall as it grows).
+    with, scores below the worst of them: it cannot win any more (log-probabilities only fall as it grows). Done
+    sentences leave the batch.
     """
     batch, k, alpha = src.size(0), cfg.beam_size, cfg.length_penalty
     if not 1 <= cfg.nbest <= k:
@@ -109,40 +124,50 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
     tokens = torch.full((batch * k, steps), specials.pad, dtype=torch.long, device=device)
     prev = torch.full((batch * k,), specials.bos, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    done = [False] * batch
-    rows = torch.arange(batch, device=device).unsqueeze(1) * k
+    alive = torch.arange(batch, device=device)  # the sentence of each row of `scores`
+    # The k-th best finished score of each alive sentence: -inf until it has k finished hypotheses.
+    kth_best = torch.full((batch,), float("-inf"), device=device)
+    beams = torch.arange(k, device=device)
 
     for step in range(steps):
         log_probs, state, _ = model.decode_step(prev, state, enc)
         log_probs = _constrain(log_probs, step, tokens, limits, specials, cfg)
         vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        candidates = (scores.view(-1, 1) + log_probs).view(-1, k * vocab)
         top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+        rows = torch.arange(top_scores.size(0), device=device).unsqueeze(1) * k
         beam_of, token = top_index // vocab, top_index % vocab
         is_eos = token == specials.eos
 
         ended = is_eos[:, :k] & torch.isfinite(top_scores[:, :k])
-        for b, rank in ended.nonzero().tolist():
-            if not done[b]:
-                hyp = tokens[b * k + beam_of[b, rank], :step].tolist()
-                finished[b].append(Hypothesis(top_scores[b, rank].item() / length_penalty(step + 1, alpha), hyp))
+        if ended.any():
+            b, rank = ended.nonzero().unbind(1)
+            hyps = _finish(top_scores[b, rank], tokens[(rows + beam_of)[b, rank]], step, alpha)
+            for row, hyp in zip(b.tolist(), hyps, strict=True):
+                sentence = finished[alive[row]]
+                sentence.append(hyp)
+                if len(sentence) >= k:
+                    kth_best[row] = sorted(sentence, reverse=True)[k - 1].score
 
         # Follow the k best candidates that did not end: EOS candidates are pushed behind all others.
         order = torch.arange(top_scores.size(1), device=device).expand_as(top_scores) + is_eos * top_scores.size(1)
         keep = order.topk(k, dim=1, largest=False).indices
         scores = top_scores.gather(1, keep)
-        source_rows = (rows + beam_of.gather(1, keep)).view(-1)
-        tokens = tokens.index_select(0, source_rows)
+        source_rows = rows + beam_of.gather(1, keep)
         prev = token.gather(1, keep).view(-1)
+
+        done = torch.isfinite(kth_best) & (scores[:, 0] / length_penalty(step + 2, alpha) <= kth_best)
+        if done.any():
+            going = (~done).nonzero().squeeze(1)
+            if not going.numel():
+                break
+            alive, scores, kth_best, source_rows = alive[going], scores[going], kth_best[going], source_rows[going]
+            prev, limits = prev.view(-1, k)[going].view(-1), limits.view(-1, k)[going].view(-1)
+            enc = enc.reorder((going.unsqueeze(1) * k + beams).view(-1))
+        source_rows = source_rows.view(-1)
+        tokens = tokens.index_select(0, source_rows)
         tokens[:, step] = prev
         state = state.reorder(source_rows)
-
-        best_alive = (scores[:, 0] / length_penalty(step + 2, alpha)).tolist()
-        for b in range(batch):
-            if not done[b] and len(finished[b]) >= k:
-                done[b] = best_alive[b] <= sorted(finished[b], reverse=True)[k - 1].score
-        if all(done):
-            break
 
     return [sorted(hyps, reverse=True)[: cfg.nbest] for hyps in finished]
 

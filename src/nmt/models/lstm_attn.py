@@ -127,8 +127,9 @@ class LSTMAttention(nn.Module):
         features, state, attn = self.decode_hidden(tgt_in, state, enc)
         return self.output(features), state, attn
 
-    def decode_step(self, prev_tokens, state: LSTMState, enc: EncoderOut):
-        """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, attention (batch, src_len)"""
+    def decode_step(self, prev_tokens, state: LSTMState, enc: EncoderOut, need_weights: bool = False):
+        """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, attention (batch, src_len) (always: it is
+        the decoder's own)"""
         logits, state, attn = self.decode(prev_tokens.unsqueeze(1), state, enc)
         return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, attn.squeeze(1)
 

@@ -115,8 +115,8 @@ class MemoryLSTM(nn.Module):
     def decode(self, tgt_in, state, enc: EncoderOut):
         return self.backbone.decode(tgt_in, state, enc)
 
-    def decode_step(self, prev_tokens, state, enc: EncoderOut):
-        return self.backbone.decode_step(prev_tokens, state, enc)
+    def decode_step(self, prev_tokens, state, enc: EncoderOut, need_weights: bool = False):
+        return self.backbone.decode_step(prev_tokens, state, enc, need_weights)
 
     def forward(self, src, src_lengths, tgt_in):
         """Teacher-forced logits (batch, tgt_len, vocab) of one turn from an empty memory."""

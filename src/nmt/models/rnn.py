@@ -100,7 +100,7 @@ class RNNSeq2Seq(nn.Module):
         features, state, attn = self.decode_hidden(tgt_in, state, enc)
         return self.output(features), state, attn
 
-    def decode_step(self, prev_tokens, state: RNNState, enc: EncoderOut):
+    def decode_step(self, prev_tokens, state: RNNState, enc: EncoderOut, need_weights: bool = False):
         """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, no attention (None)."""
         logits, state, _ = self.decode(prev_tokens.unsqueeze(1), state, enc)
         return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, None

@@ -299,10 +299,11 @@ class Transformer(nn.Module):
         features, state, weights = self.decode_hidden(tgt_in, state, enc, need_weights)
         return self.output(features), state, weights
 
-    def decode_step(self, prev_tokens, state: TransformerState, enc: EncoderOut):
-        """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, attention (batch, src_len)"""
-        logits, state, attn = self.decode(prev_tokens.unsqueeze(1), state, enc, need_weights=True)
-        return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, attn.squeeze(1)
+    def decode_step(self, prev_tokens, state: TransformerState, enc: EncoderOut, need_weights: bool = False):
+        """prev_tokens: (batch,) -> log_probs (batch, vocab), new state, attention (batch, src_len) if need_weights
+        (the last layer's, averaged over heads; computed by hand, so search goes without) else None"""
+        logits, state, attn = self.decode(prev_tokens.unsqueeze(1), state, enc, need_weights)
+        return torch.log_softmax(logits.squeeze(1).float(), dim=-1), state, attn.squeeze(1) if need_weights else None
 
     def forward(self, src, src_lengths, tgt_in):
         """Teacher-forced logits (batch, tgt_len, vocab) for the whole target in one pass, causally masked."""

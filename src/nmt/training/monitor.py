@@ -132,7 +132,7 @@ def attention_map(model, src_ids, hyp_ids, specials, device):
     state = model.init_state(enc)
     rows = []
     for token in [specials.bos, *hyp_ids]:
-        _, state, attn = model.decode_step(torch.tensor([token], device=device), state, enc)
+        _, state, attn = model.decode_step(torch.tensor([token], device=device), state, enc, need_weights=True)
         if attn is None:
             return None
         rows.append(attn[0].float().cpu())
