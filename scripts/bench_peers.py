@@ -3,6 +3,7 @@
     python scripts/benchmark.py peers                           # 400 updates, transformer and lstm_attn, fp32
     python scripts/benchmark.py peers --steps 3000              # decoding is compared on models trained this long
     python scripts/benchmark.py peers --precision bf16-mixed    # training under bf16 autocast
+    python scripts/benchmark.py peers --profile                 # the top operators of 10 training steps
     python scripts/benchmark.py peers --run-peers opennmt-py --run-peers fairseq   # their bench.sh first
 
 The data are the protocol's prepared files (the seeded 20k/500/1000 split of Tatoeba en->fr and its joint
@@ -104,10 +105,10 @@ def prepare(data: Path, peers: Path, corpus: Path) -> dict:
     return json.loads((data / "stats.json").read_text())
 
 
-def train(model: str, args, stats: dict, out: Path) -> dict:
-    """Train nmt under the protocol; the training figures of the peers' schema, and the run's best checkpoint."""
-    d, run = args.data, out / model
-    overrides = [
+def protocol(model: str, args, out: Path) -> list[str]:
+    """nmt-train's overrides for the protocol on the prepared files."""
+    d = args.data
+    return [
         "experiment=peer_protocol",
         f"model={model}",
         *(["model.share_embeddings=false"] if model == "transformer" else []),
@@ -119,9 +120,14 @@ def train(model: str, args, stats: dict, out: Path) -> dict:
         f"trainer.precision={args.precision}",
         "trainer.progress_bar=false",
         f"paths.cache_dir={out / 'cache'}",
-        f"hydra.run.dir={run}",
         *args.overrides,
     ]
+
+
+def train(model: str, args, stats: dict, out: Path) -> dict:
+    """Train nmt under the protocol; the training figures of the peers' schema, and the run's best checkpoint."""
+    run = out / model
+    overrides = [*protocol(model, args, out), f"hydra.run.dir={run}"]
     if run.exists():
         raise SystemExit(f"{run} exists: give another --out, or remove it")
     rss, code = run_measured(
@@ -175,6 +181,34 @@ def decode(model: str, beam: int, args, trained: dict, out: Path) -> dict:
         "peak_rss_mb": round(rss),
         "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2),
     }
+
+
+def profile(model: str, args, out: Path, steps: int = 10, rows: int = 15) -> None:
+    """The top operators (self CPU time) of `steps` training steps after 30 warm-up steps, in this process."""
+    import tempfile
+
+    import torch
+    from hydra import compose, initialize_config_module
+    from torch.profiler import profile as torch_profile
+
+    from nmt.config import register_configs
+    from nmt.training.monitor import Meter
+    from nmt.training.trainer import Trainer
+
+    torch.set_num_threads(args.threads)
+    register_configs()
+    with initialize_config_module("nmt.configs", version_base="1.3"):
+        cfg = compose("train", protocol(model, args, out))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(cfg, run_dir)
+        batches, meter = trainer.sampler.batches(0), Meter(trainer.device)
+        for indices in batches[:30]:
+            trainer._train_step([indices], meter)
+        with torch_profile() as prof:
+            for indices in batches[30 : 30 + steps]:
+                trainer._train_step([indices], meter)
+    print(f"{model}, {args.precision}: {steps} training steps of 64 sentences")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
 def figures(x: dict) -> list:
@@ -244,6 +278,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, help="nmt's runs and results.json (default ~/.cache/nmt-bench/...)")
     parser.add_argument("--peer-results", action="append", type=Path, help="a peer's results.json (repeatable)")
     parser.add_argument("--run-peers", action="append", metavar="TOOLKIT", help="run this peer's bench.sh first")
+    parser.add_argument("--decode-only", action="store_true", help="decode again with the models trained in OUT")
+    parser.add_argument("--profile", action="store_true", help="print the top operators of training steps instead")
     parser.add_argument("overrides", nargs="*", help="extra nmt-train overrides")
     args = parser.parse_args(argv)
     args.data = (args.data or args.peers_root / "data" / "tatoeba").resolve()
@@ -251,6 +287,10 @@ def main(argv: list[str]) -> None:
     args.out = (args.out or cache / "nmt-bench" / f"steps{args.steps}-{precision}").resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     stats = prepare(args.data, args.peers_dir, args.corpus)
+    if args.profile:
+        for model in args.models:
+            profile(model, args, args.out)
+        return
     for toolkit in args.run_peers or []:
         env = {
             **os.environ,
@@ -264,8 +304,9 @@ def main(argv: list[str]) -> None:
             ["bash", str(args.peers_dir / toolkit / "bench.sh"), "--tsv", str(args.corpus)], env=env, check=True
         )
     results = {"env": {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads}}
+    previous = json.loads((args.out / "results.json").read_text()) if args.decode_only else {}
     for model in args.models:
-        trained = train(model, args, stats, args.out)
+        trained = previous[PEER_NAMES[model]] if args.decode_only else train(model, args, stats, args.out)
         trained["beam1"] = decode(model, 1, args, trained, args.out)
         trained["beam5"] = decode(model, 5, args, trained, args.out)
         results[PEER_NAMES[model]] = trained

@@ -110,14 +110,12 @@ def test_fp16_on_cpu_is_refused_in_one_line(tmp_path):
         Trainer(compose_config("train", [*RUN, "trainer.precision=16-mixed", "trainer.device=cpu"]), tmp_path / "run")
 
 
+@pytest.mark.parametrize("model", ["lstm_attn", "transformer"])
 @pytest.mark.parametrize("precision", ["bf16-mixed"])
-def test_mixed_precision_runs_the_step_in_half_precision_and_learns(precision, tmp_path):
-    trainer = Trainer(
-        compose_config(
-            "train", [*RUN, "trainer.max_steps=30", f"trainer.precision={precision}", "trainer.log_every=10"]
-        ),
-        tmp_path / "run",
-    )
+def test_mixed_precision_runs_the_step_in_half_precision_and_learns(precision, model, tmp_path):
+    run = [o for o in RUN if not o.startswith("model")]
+    overrides = [*run, *tiny_model(model), "trainer.max_steps=30", f"trainer.precision={precision}"]
+    trainer = Trainer(compose_config("train", [*overrides, "trainer.log_every=10"]), tmp_path / "run")
     dtypes = set()
     trainer.model.output.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
     losses = []

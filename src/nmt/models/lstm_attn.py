@@ -8,6 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.attention import Attention
 from nmt.models.base import EncoderOut, LSTMState
+from nmt.models.dropout import Dropout
 
 
 class LSTMEncoder(nn.Module):
@@ -24,7 +25,7 @@ class LSTMEncoder(nn.Module):
         self.num_layers = num_layers
         self.bidirectional = bidirectional
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = nn.LSTM(
             embed_dim,
             hidden_size // 2 if bidirectional else hidden_size,
@@ -81,7 +82,7 @@ class LSTMAttention(nn.Module):
         )
         self.attention = Attention(cfg.attention, hidden, hidden)
         self.combine = nn.Linear(2 * hidden, hidden, bias=False)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.output = nn.Linear(hidden, tgt_vocab_size)
         if cfg.tie_target_embeddings:
             if cfg.embed_dim != hidden:

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.base import EncoderOut
+from nmt.models.dropout import Dropout
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU}
 _CONTEXTS = ("every_step", "initial")
@@ -66,7 +67,7 @@ class RNNSeq2Seq(nn.Module):
             batch_first=True,
             dropout=cfg.dropout if cfg.decoder_layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.output = nn.Linear(hidden + context_size, tgt_vocab_size)
 
     def encode(self, src, src_lengths) -> EncoderOut:
