@@ -212,6 +212,14 @@ CLI_CASES = {
         2,
         r"Could not override 'trainer\.max_step': Key 'max_step' not in 'TrainerConfig' — check the spelling",
     ),
+    "train-bleu-tokenizer": (
+        "nmt-train",
+        "subprocess",
+        ["data=toy", "data.bleu_tokenize=13b", "paths.log_dir={tmp}"],
+        None,
+        2,
+        r"data\.bleu_tokenize=13b: not a sacreBLEU tokenizer — use 13a, zh, intl, char or none$",
+    ),
     "eval-key-typo": (
         "nmt-eval",
         "in-process",

@@ -12,7 +12,7 @@ import sentencepiece as spm
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import bench_peers  # noqa: E402
+import bench_peers
 
 
 def log_line(stamp: str, step: int, tok: int) -> str:

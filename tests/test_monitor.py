@@ -6,6 +6,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nmt.evaluation import corpus_scores
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.monitor import TrainingStopped
 from nmt.training.trainer import Trainer
@@ -103,3 +104,10 @@ def test_loops_catch_a_repeated_token_or_phrase_and_nothing_else():
     assert not loops([7, 7, 7, 5, 8, 9, 8, 9, 6])  # three of a token, two of a phrase
     assert not loops([4, 5, 6, 7, 4, 5, 6, 7])
     assert not loops([])
+
+
+def test_bleu_on_chinese_targets_uses_sacrebleus_zh_tokenizer():
+    hypotheses, references = ["我 喜欢 猫 。"], ["我喜欢猫。"]  # spaced output vs unsegmented reference
+    assert corpus_scores(hypotheses, references, "zh")["bleu"] == pytest.approx(100.0)
+    assert "tok:zh" in corpus_scores(hypotheses, references, "zh")["bleu_signature"]
+    assert corpus_scores(hypotheses, references)["bleu"] < 10  # 13a sees one unmatched "word"

@@ -57,6 +57,7 @@ class DataConfig:
     turn_separator: str = "__eou__"  # dialogue format: the mark that ends every turn (DailyDialog's)
     lowercase: bool = False
     space_punctuation: bool = False  # "Go now." -> "Go now ." (d2l's Tatoeba preprocessing)
+    bleu_tokenize: str = "13a"  # sacreBLEU's tokenizer for BLEU: 13a (its default), zh for Chinese targets, intl, char
     cache_dir: str = "${paths.cache_dir}"
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 

@@ -12,13 +12,25 @@ from sacrebleu.metrics import BLEU, CHRF
 from nmt.data.batching import TokenBatchSampler, collate, collate_sessions, session_sampler
 from nmt.decoding import translate_ids
 from nmt.decoding.search import output_limits, search
+from nmt.errors import UserError
 from nmt.training.loss import sequence_loss
 from nmt.training.session import read_session
 
 
-def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
-    """Detokenized hypotheses vs one reference each -> BLEU and chrF with sacreBLEU signatures."""
-    bleu, chrf = BLEU(), CHRF()
+def bleu_metric(tokenize: str = "13a") -> BLEU:
+    """sacreBLEU's BLEU with the named tokenizer (data.bleu_tokenize)."""
+    try:
+        return BLEU(tokenize=tokenize)
+    except Exception:  # sacreBLEU raises a bare Exception for an unknown name
+        raise UserError(
+            f"data.bleu_tokenize={tokenize}: not a sacreBLEU tokenizer — use 13a, zh, intl, char or none"
+        ) from None
+
+
+def corpus_scores(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> dict:
+    """Detokenized hypotheses vs one reference each -> BLEU (sacreBLEU tokenizer `tokenize`) and chrF with
+    sacreBLEU signatures."""
+    bleu, chrf = bleu_metric(tokenize), CHRF()
     bleu_score = bleu.corpus_score(hypotheses, [references])
     chrf_score = chrf.corpus_score(hypotheses, [references])
     bleu_signature, chrf_signature = str(bleu.get_signature()), str(chrf.get_signature())
@@ -92,7 +104,9 @@ def _spread(n: int, count: int | None) -> np.ndarray:
     return np.linspace(0, n - 1, max(count, 1)).round().astype(np.int64)
 
 
-def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None) -> dict:
+def evaluate_split(
+    model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None, bleu_tokenize="13a"
+) -> dict:
     """Teacher-forced metrics and decoded BLEU/chrF on a prepared split (or `max_sentences` spread over it).
 
     Returns the metrics plus "sources", "hypotheses" and "references" (detokenized text).
@@ -109,7 +123,7 @@ def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device,
     hypotheses = [data.tokenizer.decode_tgt(tokens) for tokens in best]
     references = [ex.tgt for ex in examples]
     metrics["degenerate_rate"] = sum(map(is_degenerate, hypotheses)) / max(len(hypotheses), 1)
-    metrics.update(corpus_scores(hypotheses, references))
+    metrics.update(corpus_scores(hypotheses, references, bleu_tokenize))
     metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)
     metrics.update(source_ids=sources, hypothesis_ids=best)
     return metrics
@@ -117,7 +131,16 @@ def evaluate_split(model, data, split: str, search_cfg, max_tokens: int, device,
 
 @torch.no_grad()
 def evaluate_dialogue(
-    model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None, reset_memory=False, positions=8
+    model,
+    data,
+    split: str,
+    search_cfg,
+    max_tokens: int,
+    device,
+    max_sentences=None,
+    bleu_tokenize="13a",
+    reset_memory=False,
+    positions=8,
 ) -> dict:
     """A memory-LSTM on whole sessions of a prepared dialogue split: teacher-forced loss/ppl/accuracy and decoded
     BLEU/chrF of every reply, the memory carried from turn to turn, or emptied before every turn (reset_memory).
@@ -156,12 +179,13 @@ def evaluate_dialogue(
     metrics = {"loss": loss, "ppl": perplexity(loss), "acc": float(correct.sum() / max(tokens.sum(), 1))}
     metrics.update(free_running_failures(best, corpus.src_lengths().tolist(), search_cfg))
     metrics["degenerate_rate"] = sum(map(is_degenerate, hypotheses)) / max(len(hypotheses), 1)
-    metrics.update(corpus_scores(hypotheses, references))
+    metrics.update(corpus_scores(hypotheses, references, bleu_tokenize))
     metrics["per_turn"] = []
     for p in range(positions):
         at = np.flatnonzero(turn_of == p)
         if len(at):
-            bleu = BLEU().corpus_score([hypotheses[i] for i in at], [[references[i] for i in at]]).score
+            chosen = [hypotheses[i] for i in at], [[references[i] for i in at]]
+            bleu = bleu_metric(bleu_tokenize).corpus_score(*chosen).score
             ppl = perplexity(float(nll[p] / max(tokens[p], 1)))
             turn = f"{p + 1}+" if p == positions - 1 else str(p + 1)
             metrics["per_turn"].append({"turn": turn, "pairs": len(at), "ppl": ppl, "bleu": float(bleu)})

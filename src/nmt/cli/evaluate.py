@@ -91,8 +91,8 @@ def evaluate_sessions(cfg, path: Path, model, tokenizer, run_cfg, device) -> dic
     n_sessions, n_replies = len(data.sessions[cfg.split]) - 1, len(data.texts[cfg.split])
     _log(f"{path} on {name} ({n_sessions} sessions, {n_replies} replies, beam {cfg.beam_size})")
     max_tokens = run_cfg["trainer"]["max_tokens"]  # the training batches' budget fits the sessions' widest turns
-    carried = evaluate_dialogue(model, data, cfg.split, cfg, max_tokens, device)
-    reset = evaluate_dialogue(model, data, cfg.split, cfg, max_tokens, device, reset_memory=True)
+    args = (model, data, cfg.split, cfg, max_tokens, device, None, run_cfg["data"].get("bleu_tokenize", "13a"))
+    carried, reset = evaluate_dialogue(*args), evaluate_dialogue(*args, reset_memory=True)
     degenerate = [sum(map(is_degenerate, m["hypotheses"])) for m in (carried, reset)]
     print(carried["bleu_line"])
     print(carried["chrf_line"])
@@ -127,7 +127,7 @@ def evaluate(cfg) -> dict:
     sources, references, name = _test_set(cfg, run_cfg)
     _log(f"{path} on {name} ({len(sources)} sentences, beam {cfg.beam_size})")
     hypotheses = [nbest[0][0] for nbest in translate_texts(model, tokenizer, sources, cfg, device)]
-    scores = corpus_scores(hypotheses, references)
+    scores = corpus_scores(hypotheses, references, run_cfg["data"].get("bleu_tokenize", "13a"))
     print(scores["bleu_line"])
     print(scores["chrf_line"])
 

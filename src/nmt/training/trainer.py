@@ -21,7 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nmt.data import TokenBatchSampler, collate, collate_sessions, prepare_data, session_sampler
 from nmt.errors import UserError
-from nmt.evaluation import evaluate_dialogue, evaluate_split, memory_value_lines
+from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, memory_value_lines
 from nmt.models import build_model, count_parameters, describe, model_width
 from nmt.training.checkpoint import (
     copy_checkpoint,
@@ -114,6 +114,7 @@ class Trainer:
         if tcfg.accumulate_grad_batches < 1:
             raise UserError(f"trainer.accumulate_grad_batches={tcfg.accumulate_grad_batches}: must be at least 1")
         self.per_step = self.ranks.world * tcfg.accumulate_grad_batches  # batches of the sampler per optimizer step
+        bleu_metric(cfg.data.bleu_tokenize)  # a misspelt tokenizer fails now, not at the first evaluation
         self.autocast, self.scaler = mixed_precision(tcfg.precision, self.device)
         # A memory-LSTM trains a whole dialogue at a time; other models train on (turn, reply) pairs of one.
         self.sessions = cfg.model.name == "memory_lstm"
@@ -251,7 +252,8 @@ class Trainer:
         evaluate = evaluate_split
         if self.sessions:
             evaluate = functools.partial(evaluate_dialogue, reset_memory=reset_memory)
-        return evaluate(self.model, self.data, split, tcfg.search, tcfg.max_tokens, self.device, max_sentences)
+        args = (self.model, self.data, split, tcfg.search, tcfg.max_tokens, self.device, max_sentences)
+        return evaluate(*args, bleu_tokenize=self.cfg.data.bleu_tokenize)
 
     def _attention_images(self, m: dict) -> None:
         """Heatmaps of the decoder's attention over the first few evaluated dev sentences (attention models)."""
