@@ -36,6 +36,9 @@ class TokenizerConfig:
     model: Any = None  # an existing SentencePiece model: a path, or [src_path, tgt_path]
     character_coverage: float = 1.0
     byte_fallback: bool = True
+    # Target vocabulary of only the pieces the training targets use (as toolkits with per-side dictionaries build
+    # it): a smaller output layer, faster training and decoding; no embedding sharing with the source then.
+    trim_target: bool = False
 
 
 @dataclass

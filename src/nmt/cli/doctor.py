@@ -39,7 +39,8 @@ def run_checks(cfg) -> list[Check]:
     data = prepare_data(cfg.data, log=lambda message: print(message, file=sys.stderr))
     tokenizer, train = data.tokenizer, data.splits["train"]
     pad = tokenizer.specials.pad
-    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, pad, tokenizer.joint).to(device)
+    sizes = (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    model = build_model(cfg.model, *sizes, pad, tokenizer.shared_vocab).to(device)
     sampler = TokenBatchSampler.for_pairs(
         train.src_lengths(),
         train.tgt_lengths(),

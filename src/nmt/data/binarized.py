@@ -322,7 +322,11 @@ def _write_corpus(directory: Path, key: str, cfg: DataConfig, workers: int, log)
         "format": FORMAT,
         "key": key,
         "dtypes": {"ids": _IDS.str, "offsets": _OFFSETS.str},
-        "tokenizer": {"joint": tokenizer.joint, "fingerprint": tokenizer.fingerprint},
+        "tokenizer": {
+            "joint": tokenizer.joint,
+            "fingerprint": tokenizer.fingerprint,
+            "target_ids": tokenizer.target_ids,
+        },
         "splits": splits,
         "stats": stats,
         "summary": summary,
@@ -442,7 +446,8 @@ def load_binarized(path: Path, verify: bool = False) -> tuple[PreparedData, list
     models = [(path / name).read_bytes() for name in _tokenizer_files(joint)]
     names = (str(path / _tokenizer_files(joint)[0]), str(path / _tokenizer_files(joint)[-1]))
     try:
-        tokenizer = Tokenizer(models[0], None if joint else models[1], names=names)
+        target_ids = manifest["tokenizer"].get("target_ids")
+        tokenizer = Tokenizer(models[0], None if joint else models[1], names=names, target_ids=target_ids)
     except CorpusError as e:
         raise DamagedCorpus(str(e)) from None
     if tokenizer.fingerprint != manifest["tokenizer"]["fingerprint"]:

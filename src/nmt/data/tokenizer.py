@@ -1,4 +1,5 @@
-"""SentencePiece tokenizers: training on the train split, the model cache, loading, the shared special ids."""
+"""SentencePiece tokenizers: training on the train split, the model cache, loading, the shared special ids, and
+the optional target vocabulary of only the pieces that training targets use."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import hashlib
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from nmt.atomic import write_atomic
@@ -32,17 +34,13 @@ def _processor(model: bytes, name: str) -> spm.SentencePieceProcessor:
     try:
         return spm.SentencePieceProcessor(model_proto=model)
     except RuntimeError:
-        raise CorpusError(
-            f"{name}: not a SentencePiece model — give a .model file written by spm_train"
-        ) from None
+        raise CorpusError(f"{name}: not a SentencePiece model — give a .model file written by spm_train") from None
 
 
 def _specials(sp: spm.SentencePieceProcessor, name: str) -> tuple[SpecialIds, int]:
     """The special ids of one model and its vocabulary size, counting a pad id appended after the pieces."""
     if sp.bos_id() < 0 or sp.eos_id() < 0:
-        raise CorpusError(
-            f"{name}: the SentencePiece model has no bos/eos piece — train it with --bos_id and --eos_id"
-        )
+        raise CorpusError(f"{name}: the SentencePiece model has no bos/eos piece — train it with --bos_id and --eos_id")
     size = sp.get_piece_size()
     pad = sp.pad_id()
     if pad < 0:
@@ -51,10 +49,19 @@ def _specials(sp: spm.SentencePieceProcessor, name: str) -> tuple[SpecialIds, in
 
 
 class Tokenizer:
-    """A joint SentencePiece model (tgt_model None) or one model per side, plus the special ids both share."""
+    """A joint SentencePiece model (tgt_model None) or one model per side, plus the special ids both share.
+
+    target_ids: the target model's piece ids that make the target vocabulary, sorted (None: all of them). Target ids
+    are then positions in this list (a piece outside it reads as unk), so the decoder's embedding and output layer
+    span only these pieces; the special ids must come first, keeping their values.
+    """
 
     def __init__(
-        self, src_model: bytes, tgt_model: bytes | None = None, names=("source model", "target model")
+        self,
+        src_model: bytes,
+        tgt_model: bytes | None = None,
+        names=("source model", "target model"),
+        target_ids: list[int] | None = None,
     ):
         self.joint = tgt_model is None
         self._src_model = bytes(src_model)
@@ -68,13 +75,28 @@ class Tokenizer:
                 f"{names[1]}: special ids {tgt_specials} differ from {names[0]}'s {self.specials}"
                 " — train both models with the same pad/unk/bos/eos ids"
             )
+        self.target_ids = None if target_ids is None else [int(i) for i in target_ids]
+        if self.target_ids is not None:
+            if any(self.target_ids[i] != i for i in sorted(asdict(self.specials).values())):
+                raise CorpusError(
+                    f"{names[1]}: a trimmed target vocabulary needs the special ids {self.specials} to be the model's"
+                    " first ids — set data.tokenizer.trim_target=false"
+                )
+            self._to_target = np.full(self.tgt_vocab_size, self.specials.unk, dtype=np.int64)
+            self._to_target[self.target_ids] = np.arange(len(self.target_ids))
+            self._from_target = np.array(self.target_ids, dtype=np.int64)
+            self.tgt_vocab_size = len(self.target_ids)
+        # Source and target ids mean the same pieces: the models may share embeddings.
+        self.shared_vocab = self.joint and self.target_ids is None
         digest = hashlib.sha256(b"joint" if self.joint else b"separate")
         digest.update(hashlib.sha256(self._src_model).digest())
         digest.update(hashlib.sha256(self._tgt_model).digest())
+        if self.target_ids is not None:
+            digest.update(self._from_target.tobytes())
         self.fingerprint = digest.hexdigest()
 
     def __repr__(self) -> str:
-        kind = "joint" if self.joint else "separate"
+        kind = self.kind
         sizes = f"src_vocab={self.src_vocab_size}, tgt_vocab={self.tgt_vocab_size}"
         return f"Tokenizer({kind}, {sizes}, {self.specials})"
 
@@ -82,20 +104,33 @@ class Tokenizer:
         # SentencePieceProcessor does not pickle; rebuilding from the model bytes does (DataLoader workers).
         return Tokenizer.from_state, (self.state(),)
 
+    @property
+    def kind(self) -> str:
+        """'joint' or 'separate' SentencePiece models, and whether the target vocabulary is trimmed."""
+        return ("joint" if self.joint else "separate") + ("" if self.target_ids is None else ", target trimmed")
+
     def encode_src(self, texts: list[str]) -> list[list[int]]:
         """Piece ids of each source text, without bos/eos."""
         return self._src.encode(list(texts))
 
     def encode_tgt(self, texts: list[str]) -> list[list[int]]:
-        """Piece ids of each target text, without bos/eos."""
-        return self._tgt.encode(list(texts))
+        """Target ids of each target text, without bos/eos."""
+        pieces = self._tgt.encode(list(texts))
+        if self.target_ids is None:
+            return pieces
+        return [self._to_target[np.asarray(ids, dtype=np.int64)].tolist() for ids in pieces]
+
+    def _target_pieces(self, ids: list[int]) -> list[int]:
+        """The target model's piece ids of target ids."""
+        return ids if self.target_ids is None else self._from_target[ids].tolist()
 
     def decode_tgt(self, ids) -> str:
         """Text of target ids (list[int] or 1-D tensor/array): stops at the first eos, skips pad and bos."""
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
         if self.specials.eos in ids:
             ids = ids[: ids.index(self.specials.eos)]
-        return self._tgt.decode([i for i in ids if i != self.specials.pad and i != self.specials.bos])
+        ids = [i for i in ids if i != self.specials.pad and i != self.specials.bos]
+        return self._tgt.decode(self._target_pieces(ids))
 
     def src_pieces(self, text: str) -> list[str]:
         """The source pieces of a text, e.g. to label attention plots."""
@@ -103,17 +138,22 @@ class Tokenizer:
 
     def tgt_pieces_of(self, ids) -> list[str]:
         """The piece of each target id (list[int] or 1-D tensor/array); an appended pad id reads '<pad>'."""
-        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        ids = self._target_pieces(ids.tolist() if hasattr(ids, "tolist") else list(ids))
         size = self._tgt.get_piece_size()
         return [self._tgt.id_to_piece(i) if i < size else "<pad>" for i in ids]
 
     def state(self) -> dict:
         """What a checkpoint stores to rebuild this tokenizer with from_state()."""
-        return {"joint": self.joint, "src_model": self._src_model, "tgt_model": self._tgt_model}
+        state = {"joint": self.joint, "src_model": self._src_model, "tgt_model": self._tgt_model}
+        if self.target_ids is not None:
+            state["target_ids"] = self.target_ids
+        return state
 
     @classmethod
     def from_state(cls, state: dict) -> Tokenizer:
-        return cls(state["src_model"], None if state["joint"] else state["tgt_model"])
+        return cls(
+            state["src_model"], None if state["joint"] else state["tgt_model"], target_ids=state.get("target_ids")
+        )
 
 
 def _trainer_settings(cfg: TokenizerConfig) -> dict:
@@ -122,9 +162,7 @@ def _trainer_settings(cfg: TokenizerConfig) -> dict:
             f"data.tokenizer.type={cfg.type!r}: unknown model type — use one of {', '.join(_MODEL_TYPES)}"
         )
     if int(cfg.vocab_size) < len(_TRAIN_IDS) + 1:
-        raise CorpusError(
-            f"data.tokenizer.vocab_size={cfg.vocab_size}: too small — use at least a few dozen pieces"
-        )
+        raise CorpusError(f"data.tokenizer.vocab_size={cfg.vocab_size}: too small — use at least a few dozen pieces")
     return {
         "model_type": cfg.type,
         "vocab_size": int(cfg.vocab_size),
@@ -153,16 +191,12 @@ def _train_spm(texts: list[str], settings: dict, side: str) -> bytes:
     """Serialized SentencePiece model trained in memory on the non-empty texts."""
     texts = [t for t in texts if t]
     if not texts:
-        raise CorpusError(
-            f"data.train: no non-empty {side} sentences to train the tokenizer on — check the corpus"
-        )
+        raise CorpusError(f"data.train: no non-empty {side} sentences to train the tokenizer on — check the corpus")
     writer = io.BytesIO()
     try:
         # Quiet by log level: a logstream would redirect sys.stderr's file descriptor, which a replaced
         # sys.stderr (a notebook's, pytest's capture) may not have.
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=writer, minloglevel=2, **settings
-        )
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=writer, minloglevel=2, **settings)
     except RuntimeError as e:
         reason = " ".join(str(e).split())
         raise CorpusError(
@@ -197,10 +231,26 @@ def _load_models(model, joint: bool, log) -> Tokenizer:
     return tokenizer
 
 
-def build_tokenizer(
-    cfg: TokenizerConfig, train: list[Example], cache_dir: str | Path, log=print
-) -> Tokenizer:
-    """Load cfg.model, or train SentencePiece on the train pairs, caching the model under cache_dir."""
+def build_tokenizer(cfg: TokenizerConfig, train: list[Example], cache_dir: str | Path, log=print) -> Tokenizer:
+    """Load cfg.model, or train SentencePiece on the train pairs, caching the model under cache_dir; with
+    cfg.trim_target, keep as target vocabulary only the special ids and the pieces the training targets use."""
+    tokenizer = _full_tokenizer(cfg, train, cache_dir, log)
+    if not cfg.trim_target:
+        return tokenizer
+    used = np.unique(np.fromiter((i for ids in tokenizer.encode_tgt([e.tgt for e in train]) for i in ids), np.int64))
+    target_ids = sorted(set(asdict(tokenizer.specials).values()) | set(used.tolist()))
+    state = tokenizer.state()
+    trimmed = Tokenizer(
+        state["src_model"],
+        None if tokenizer.joint else state["tgt_model"],
+        target_ids=target_ids,
+        names=("source model", "target model"),
+    )
+    log(f"tokenizer: target vocabulary trimmed to the {len(target_ids)} of {tokenizer.tgt_vocab_size} ids in use")
+    return trimmed
+
+
+def _full_tokenizer(cfg: TokenizerConfig, train: list[Example], cache_dir: str | Path, log) -> Tokenizer:
     if cfg.model is not None:
         return _load_models(cfg.model, bool(cfg.joint), log)
     settings = _trainer_settings(cfg)
@@ -209,9 +259,7 @@ def build_tokenizer(
     key = _cache_key(settings, sides)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        side: cache_dir / (f"spm-{key}.model" if cfg.joint else f"spm-{key}.{side}.model") for side in sides
-    }
+    paths = {side: cache_dir / (f"spm-{key}.model" if cfg.joint else f"spm-{key}.{side}.model") for side in sides}
     where = ", ".join(str(p) for p in paths.values())
     if all(p.is_file() for p in paths.values()):
         models = {side: p.read_bytes() for side, p in paths.items()}

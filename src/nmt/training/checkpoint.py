@@ -218,7 +218,7 @@ def load_for_inference(path, device):
         tokenizer = Tokenizer.from_state(ckpt["tokenizer"])
         cfg = model_config(ckpt["config"]["model"])
         model = build_model(
-            cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.specials.pad, tokenizer.joint
+            cfg, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.specials.pad, tokenizer.shared_vocab
         )
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OmegaConfBaseException) as e:
         raise CheckpointError(

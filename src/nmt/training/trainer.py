@@ -137,7 +137,7 @@ class Trainer:
             self.tokenizer.src_vocab_size,
             self.tokenizer.tgt_vocab_size,
             self.specials.pad,
-            self.tokenizer.joint,
+            self.tokenizer.shared_vocab,
         ).to(self.device)
         broadcast_parameters(self.model, self.ranks)
         if self.sessions:
@@ -433,7 +433,7 @@ class Trainer:
             "vocabulary: source %d, target %d (%s) | specials %s",
             self.tokenizer.src_vocab_size,
             self.tokenizer.tgt_vocab_size,
-            "joint" if self.tokenizer.joint else "separate",
+            self.tokenizer.kind,
             asdict(self.specials),
         )
         log.info("model: %s", describe(self.model, self.cfg.model))
