@@ -132,11 +132,13 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
     for step in range(steps):
         log_probs, state, _ = model.decode_step(prev, state, enc)
         log_probs = _constrain(log_probs, step, tokens, limits, specials, cfg)
-        vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(-1, k * vocab)
-        top_scores, top_index = candidates.topk(min(2 * k, k * vocab), dim=1)
+        # The sentence's 2k best continuations are among each beam's own 2k best: rank those, not beams x vocab.
+        width = min(2 * k, log_probs.size(-1))
+        beam_top, beam_token = log_probs.topk(width, dim=1)
+        candidates = (scores.view(-1, 1) + beam_top).view(-1, k * width)
+        top_scores, top_index = candidates.topk(min(2 * k, k * width), dim=1)
         rows = torch.arange(top_scores.size(0), device=device).unsqueeze(1) * k
-        beam_of, token = top_index // vocab, top_index % vocab
+        beam_of, token = top_index // width, beam_token.view(-1, k * width).gather(1, top_index)
         is_eos = token == specials.eos
 
         ended = is_eos[:, :k] & torch.isfinite(top_scores[:, :k])
