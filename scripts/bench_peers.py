@@ -303,8 +303,8 @@ def main(argv: list[str]) -> None:
         subprocess.run(
             ["bash", str(args.peers_dir / toolkit / "bench.sh"), "--tsv", str(args.corpus)], env=env, check=True
         )
-    results = {"env": {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads}}
     previous = json.loads((args.out / "results.json").read_text()) if args.decode_only else {}
+    results = {**previous, "env": {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads}}
     for model in args.models:
         trained = previous[PEER_NAMES[model]] if args.decode_only else train(model, args, stats, args.out)
         trained["beam1"] = decode(model, 1, args, trained, args.out)
@@ -312,6 +312,6 @@ def main(argv: list[str]) -> None:
         results[PEER_NAMES[model]] = trained
         (args.out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
         print(f"{model}: {json.dumps(trained)}", flush=True)
-    ours = {PEER_NAMES[m]: figures(results[PEER_NAMES[m]]) for m in args.models}
+    ours = {model: figures(x) for model, x in results.items() if model != "env"}
     print(f"\n{args.steps} updates; nmt results: {args.out / 'results.json'}\n")
     table(ours, results["env"]["toolkit"], peer_rows(args))
