@@ -21,7 +21,7 @@ process, and the figures use the peers' units:
 
 Results go to OUT/results.json in the peers' schema (LSTM-attention under "rnn"), so the peers' make_table.py reads
 it too. Peer rows come from their results.json files (--peer-results, or PEERS_ROOT/runs<steps>/*/results.json
-when there); without any, from the figures published in the peers' README (3,000 updates) for comparison.
+when there); without any, from the figures published in the peers' README (at 400 or 3,000 updates).
 """
 
 from __future__ import annotations
@@ -41,12 +41,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PEER_NAMES = {"transformer": "transformer", "lstm_attn": "rnn"}  # nmt model -> the peers' model key
 
-# ../shared/peers/README.md, "Results at 3,000 updates" (2-core CPU of this machine kind, torch 2.13.0, fp32).
+# ../shared/peers/README.md's tables at 400 and at 3,000 updates (2-core CPU of this machine kind, torch 2.13.0,
+# fp32): train tok/s, train RSS, greedy and beam-5 output tok/s, greedy and beam-5 BLEU.
 PUBLISHED = {
-    ("opennmt-py 3.5.1", "transformer"): (3602, 2431, 4540, 1864, 26.51, 28.53),
-    ("opennmt-py 3.5.1", "rnn"): (3836, 1923, 5850, 2810, 3.67, 2.49),
-    ("fairseq 0.12.3.1", "transformer"): (3293, 1005, 4374, 1556, 26.64, 30.0),
-    ("fairseq 0.12.3.1", "rnn"): (3822, 934, 6290, 2341, 7.83, 8.05),
+    400: {
+        ("joeynmt 2.3.0", "transformer"): (1119, 1942, 312, 180, 7.01, 7.45),
+        ("joeynmt 2.3.0", "rnn"): (1756, 1526, 1684, 958, 0.11, 0.37),
+        ("opennmt-py 3.5.1", "transformer"): (3454, 1881, 5611, 2083, 6.05, 5.52),
+        ("opennmt-py 3.5.1", "rnn"): (3992, 1798, 7808, 2603, 0.1, 0.1),
+        ("fairseq 0.12.3.1", "transformer"): (2750, 996, 2958, 1237, 9.97, 12.35),
+        ("fairseq 0.12.3.1", "rnn"): (3786, 905, 6953, 1386, 0.17, 0.29),
+    },
+    3000: {
+        ("opennmt-py 3.5.1", "transformer"): (3602, 2431, 4540, 1864, 26.51, 28.53),
+        ("opennmt-py 3.5.1", "rnn"): (3836, 1923, 5850, 2810, 3.67, 2.49),
+        ("fairseq 0.12.3.1", "transformer"): (3293, 1005, 4374, 1556, 26.64, 30.0),
+        ("fairseq 0.12.3.1", "rnn"): (3822, 934, 6290, 2341, 7.83, 8.05),
+    },
 }
 
 LOG_LINE = re.compile(
@@ -234,8 +245,10 @@ def peer_rows(args) -> list[tuple[str, str, list]]:
             if model == "env":
                 continue
             rows.append((result["env"]["toolkit"], model, figures(x)))
-    if not rows:
-        rows = [(f"{tk} (published)", m, list(v)) for (tk, m), v in PUBLISHED.items()]
+    if not rows:  # the published figures at these updates, else at 3,000
+        published = PUBLISHED.get(args.steps, PUBLISHED[3000])
+        steps = args.steps if args.steps in PUBLISHED else 3000
+        rows = [(f"{tk} (published, {steps} updates)", m, list(v)) for (tk, m), v in published.items()]
     return rows
 
 
