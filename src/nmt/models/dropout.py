@@ -14,7 +14,8 @@ def _keep_mask(shape, p: float) -> torch.Tensor:
     n = math.prod(shape)
     # random_() fills an int64 with 63 random bits: its three low 16-bit words (little-endian) are uniform int16s.
     words = torch.empty((n + 2) // 3, dtype=torch.int64).random_().view(torch.int16).view(-1, 4)[:, :3]
-    return (words.reshape(-1)[:n] >= round(p * 65536) - 32768).view(shape)
+    # Compared where they lie: the bool result is contiguous, so no copy of the words.
+    return (words >= round(p * 65536) - 32768).view(-1)[:n].view(shape)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
