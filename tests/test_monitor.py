@@ -111,3 +111,21 @@ def test_bleu_on_chinese_targets_uses_sacrebleus_zh_tokenizer():
     assert corpus_scores(hypotheses, references, "zh")["bleu"] == pytest.approx(100.0)
     assert "tok:zh" in corpus_scores(hypotheses, references, "zh")["bleu_signature"]
     assert corpus_scores(hypotheses, references)["bleu"] < 10  # 13a sees one unmatched "word"
+
+
+@pytest.mark.parametrize("each_epoch", [True, False])
+def test_epoch_end_evaluations_follow_eval_each_epoch(toy_cfg, tmp_path, each_epoch):
+    overrides = [*FAST, "trainer.max_tokens=4096", "trainer.eval_every=1000", f"trainer.eval_each_epoch={each_epoch}"]
+    trainer = Trainer(toy_cfg(*overrides, "trainer.max_steps=15"), tmp_path / "run")
+    epoch = len(trainer.sampler)
+    steps = []
+    evaluate = trainer._evaluate
+
+    def recording():
+        steps.append(trainer.progress.step)
+        return evaluate()
+
+    trainer._evaluate = recording
+    trainer.fit()
+    # Always after the last step; at each epoch's end only when asked.
+    assert epoch < 15 and steps == ([*range(epoch, 15, epoch), 15] if each_epoch else [15])
