@@ -172,7 +172,7 @@ class TrainerConfig:
     max_steps: Optional[int] = None  # stop after this many optimizer steps (wins over max_epochs)
     max_tokens: int = 4096  # token budget of one batch, padding included
     max_sentences: Optional[int] = None
-    eval_every: int = 1000  # steps
+    eval_every: Optional[int] = 1000  # steps; None: no evaluation within an epoch
     eval_each_epoch: bool = True  # also evaluate at each epoch end (always after the last step)
     log_every: int = 50
     clip_grad_norm: Optional[float] = 1.0

@@ -35,6 +35,11 @@ def _data_config(cfg, run_cfg):
     return OmegaConf.merge(OmegaConf.structured(DataConfig), run_cfg["data"])
 
 
+def _bleu_tokenize(run_cfg) -> str:
+    """The checkpoint's data.bleu_tokenize; DataConfig's default for checkpoints from before it existed."""
+    return run_cfg["data"].get("bleu_tokenize", DataConfig.bleu_tokenize)
+
+
 def _test_set(cfg, run_cfg) -> tuple[list[str], list[str], str]:
     """(sources, references, name): explicit src=/ref= files, or a split of the checkpoint's data config (for
     dialogue data, every (turn, reply) pair of its sessions)."""
@@ -91,7 +96,7 @@ def evaluate_sessions(cfg, path: Path, model, tokenizer, run_cfg, device) -> dic
     n_sessions, n_replies = len(data.sessions[cfg.split]) - 1, len(data.texts[cfg.split])
     _log(f"{path} on {name} ({n_sessions} sessions, {n_replies} replies, beam {cfg.beam_size})")
     max_tokens = run_cfg["trainer"]["max_tokens"]  # the training batches' budget fits the sessions' widest turns
-    args = (model, data, cfg.split, cfg, max_tokens, device, None, run_cfg["data"].get("bleu_tokenize", "13a"))
+    args = (model, data, cfg.split, cfg, max_tokens, device, None, _bleu_tokenize(run_cfg))
     carried, reset = evaluate_dialogue(*args), evaluate_dialogue(*args, reset_memory=True)
     degenerate = [sum(map(is_degenerate, m["hypotheses"])) for m in (carried, reset)]
     print(carried["bleu_line"])
@@ -127,7 +132,7 @@ def evaluate(cfg) -> dict:
     sources, references, name = _test_set(cfg, run_cfg)
     _log(f"{path} on {name} ({len(sources)} sentences, beam {cfg.beam_size})")
     hypotheses = [nbest[0][0] for nbest in translate_texts(model, tokenizer, sources, cfg, device)]
-    scores = corpus_scores(hypotheses, references, run_cfg["data"].get("bleu_tokenize", "13a"))
+    scores = corpus_scores(hypotheses, references, _bleu_tokenize(run_cfg))
     print(scores["bleu_line"])
     print(scores["chrf_line"])
 

@@ -240,12 +240,7 @@ def build_tokenizer(cfg: TokenizerConfig, train: list[Example], cache_dir: str |
     used = np.unique(np.fromiter((i for ids in tokenizer.encode_tgt([e.tgt for e in train]) for i in ids), np.int64))
     target_ids = sorted(set(asdict(tokenizer.specials).values()) | set(used.tolist()))
     state = tokenizer.state()
-    trimmed = Tokenizer(
-        state["src_model"],
-        None if tokenizer.joint else state["tgt_model"],
-        target_ids=target_ids,
-        names=("source model", "target model"),
-    )
+    trimmed = Tokenizer(state["src_model"], None if tokenizer.joint else state["tgt_model"], target_ids=target_ids)
     log(f"tokenizer: target vocabulary trimmed to the {len(target_ids)} of {tokenizer.tgt_vocab_size} ids in use")
     return trimmed
 

@@ -399,7 +399,7 @@ class Trainer:
                     prof.step()
                     if p.step % tcfg.log_every == 0 and meter.steps:  # a window of only skipped steps has no figures
                         self._log_train(meter, bar)
-                    if p.step % tcfg.eval_every == 0:
+                    if tcfg.eval_every and p.step % tcfg.eval_every == 0:
                         stop = self._evaluate()
                     if tcfg.max_steps is not None and p.step >= tcfg.max_steps:
                         stop = True
