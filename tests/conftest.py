@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,21 @@ def build_tiny(name, src_vocab_size=30, tgt_vocab_size=40, joint_vocab=False, se
     cfg = OmegaConf.merge(OmegaConf.structured(MODEL_SCHEMAS[name]), tiny_settings(name, **overrides))
     torch.manual_seed(seed)
     return build_model(cfg, src_vocab_size, tgt_vocab_size, 0, joint_vocab)
+
+
+DIALOGUE_WORDS = "hi hello how are you fine thanks good see bye yes no sure what where home now".split()
+
+
+def write_dialogues(path, n_sessions: int, seed: int, max_words: int = 4) -> list[list[str]]:
+    """Write n_sessions random dialogues of 2-5 turns (1 to max_words words each) in DailyDialog's format; return
+    them."""
+    rng = random.Random(seed)
+    sessions = [
+        [" ".join(rng.choices(DIALOGUE_WORDS, k=rng.randint(1, max_words))) for _ in range(rng.randint(2, 5))]
+        for _ in range(n_sessions)
+    ]
+    path.write_text("".join(" __eou__ ".join(turns) + " __eou__\n" for turns in sessions), encoding="utf-8")
+    return sessions
 
 
 def padded_batch():

@@ -165,8 +165,11 @@ def test_out_of_memory_names_the_batch_and_the_knob(toy_cfg, tmp_path, monkeypat
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(trainer, "_forward_backward", out_of_memory)
-    with pytest.raises(TrainingStopped, match=r"out of memory on a batch of \d+ pairs, \d+ target tokens.*"
-                       r"lower trainer.max_tokens \(now 1024\)"):
+    with pytest.raises(
+        TrainingStopped,
+        match=r"out of memory on a batch of \d+ pairs, \d+ target tokens.*"
+        r"lower trainer.max_tokens \(now 1024\)",
+    ):
         trainer.fit()
 
 

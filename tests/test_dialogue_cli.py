@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import random
 
 import pytest
 import torch
@@ -15,19 +14,7 @@ from nmt.data import make_normalizer
 from nmt.decoding.chat import Chat
 from nmt.training.checkpoint import load_for_inference
 from nmt.training.trainer import Trainer
-from tests.conftest import compose_config, tiny_model
-
-WORDS = "hi hello how are you fine thanks good see bye yes no sure what where home now".split()
-
-
-def _dialogues(path, n_sessions: int, seed: int) -> list[list[str]]:
-    """Write n_sessions random dialogues of 2-5 turns (1-4 words each) in DailyDialog's format; return them."""
-    rng = random.Random(seed)
-    sessions = [
-        [" ".join(rng.choices(WORDS, k=rng.randint(1, 4))) for _ in range(rng.randint(2, 5))] for _ in range(n_sessions)
-    ]
-    path.write_text("".join(" __eou__ ".join(turns) + " __eou__\n" for turns in sessions), encoding="utf-8")
-    return sessions
+from tests.conftest import compose_config, tiny_model, write_dialogues
 
 
 def _train(tmp, name: str, model: list[str]):
@@ -56,9 +43,9 @@ def _train(tmp, name: str, model: list[str]):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dialogue")
-    _dialogues(tmp / "train.txt", 60, seed=1)
-    test = _dialogues(tmp / "test.txt", 6, seed=2)
-    _dialogues(tmp / "dev.txt", 6, seed=3)
+    write_dialogues(tmp / "train.txt", 60, seed=1)
+    test = write_dialogues(tmp / "test.txt", 6, seed=2)
+    write_dialogues(tmp / "dev.txt", 6, seed=3)
     return tmp, test
 
 

@@ -3,8 +3,10 @@ shards are disjoint and cover the data; a 2-rank run resumes in one process."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +18,9 @@ from nmt.errors import UserError
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.distributed import Ranks, shard
 from nmt.training.trainer import Trainer
-from tests.conftest import compose_config, tiny_model
+from tests.conftest import compose_config, tiny_model, write_dialogues
 
-RUN = [
-    "data=toy",
-    *tiny_model("lstm_attn"),
+TRAINING = [
     "trainer.max_tokens=600",
     "trainer.deterministic=true",
     "trainer.eval_every=1000",
@@ -28,6 +28,7 @@ RUN = [
     "trainer.dev_max_sentences=10",
     "trainer.progress_bar=false",
 ]
+RUN = ["data=toy", *tiny_model("lstm_attn"), *TRAINING]
 
 
 def _free_port() -> int:
@@ -50,20 +51,27 @@ def _train_recording(overrides: list[str], run_dir) -> list[torch.Tensor]:
     return after_steps
 
 
-def _rank_main(rank: int, world: int, port: int, overrides: list[str], out_dir: str) -> None:
-    """One rank of a Gloo run (spawned): the environment torchrun would give it, then the trainer."""
+def _as_rank(rank: int, world: int, port: int, job, *args) -> None:
+    """One rank of a Gloo run (spawned): the environment torchrun would give it, then job(rank, *args)."""
     from nmt.config import register_configs
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     register_configs()
-    after_steps = _train_recording(overrides, f"{out_dir}/run")
-    torch.save(torch.stack(after_steps), f"{out_dir}/rank{rank}.pt")
+    job(rank, *args)
     torch.distributed.destroy_process_group()
 
 
+def _spawn_two(job, *args) -> None:
+    mp.spawn(_as_rank, args=(2, _free_port(), job, *args), nprocs=2, join=True)
+
+
+def _record_steps(rank: int, overrides: list[str], out_dir: str) -> None:
+    torch.save(torch.stack(_train_recording(overrides, f"{out_dir}/run")), f"{out_dir}/rank{rank}.pt")
+
+
 def _two_ranks(overrides: list[str], tmp_path) -> list[torch.Tensor]:
-    mp.spawn(_rank_main, args=(2, _free_port(), overrides, str(tmp_path)), nprocs=2, join=True)
+    _spawn_two(_record_steps, overrides, str(tmp_path))
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
@@ -129,3 +137,40 @@ def test_mixed_precision_runs_the_step_in_half_precision_and_learns(precision, m
     trainer.fit()
     assert (torch.bfloat16 if precision == "bf16-mixed" else torch.float16) in dtypes
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+# Sharded evaluation: what a dev/test evaluation reports, texts included.
+EVALUATED = ("loss", "acc", "bleu", "chrf", "no_eos_rate", "repeat_rate", "hypotheses", "references", "per_turn")
+
+
+def _evaluate_dev(rank: int, overrides: list[str], out_dir: str) -> None:
+    """Train a few steps, then evaluate dev; write the metrics to <out_dir>/rank<rank>.json."""
+    trainer = Trainer(compose_config("train", overrides), f"{out_dir}/run")
+    trainer.fit()
+    m = trainer._evaluate_split("dev")
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps({k: m[k] for k in EVALUATED if k in m}))
+
+
+def _dialogue_run(tmp_path) -> list[str]:
+    for seed, (split, n) in enumerate([("train", 40), ("dev", 7), ("test", 3)]):
+        write_dialogues(tmp_path / f"{split}.txt", n, seed)
+    files = [f"data.{split}={tmp_path / f'{split}.txt'}" for split in ("train", "dev", "test")]
+    tokenizer = ["data.tokenizer.type=bpe", "data.tokenizer.vocab_size=40", "data.tokenizer.byte_fallback=false"]
+    return ["data=dailydialog", *files, *tokenizer, *tiny_model("memory_lstm")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corpus", ["pairs", "dialogue"])
+def test_two_ranks_each_evaluating_a_share_report_what_one_process_does(corpus, tmp_path):
+    model = RUN if corpus == "pairs" else [*_dialogue_run(tmp_path), *TRAINING]
+    overrides = [*model, "trainer.max_steps=6", "trainer.dev_max_sentences=41", "trainer.max_tokens=300"]
+    _spawn_two(_evaluate_dev, overrides, str(tmp_path / "ddp"))
+    ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1], "every rank gets the whole evaluation"
+    # One process with the same global batch (2 batches accumulated) ends with the same weights.
+    _evaluate_dev(0, [*overrides, "trainer.accumulate_grad_batches=2"], str(tmp_path / "single"))
+    single = json.loads((tmp_path / "single" / "rank0.json").read_text())
+    assert len(single["hypotheses"]) > 15 and len(set(single["hypotheses"])) > 1
+    assert ranks[0]["hypotheses"] == single["hypotheses"] and ranks[0]["references"] == single["references"]
+    for key in ("loss", "acc", "bleu", "chrf", "no_eos_rate", "repeat_rate"):
+        assert ranks[0][key] == pytest.approx(single[key], rel=1e-5), key

@@ -32,6 +32,7 @@ from nmt.data import (
 )
 from nmt.data.binarized import encode_chunks
 from nmt.data.dataset import dialogue_pairs
+from tests.conftest import write_dialogues
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "data" / "toy"
@@ -61,17 +62,6 @@ def assert_same_ids(a: TokenizedCorpus, b: TokenizedCorpus) -> None:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 
 
-def write_dialogues(path: Path, sessions: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    words = ["hi", "how", "are", "you", "fine", "thanks", "what", "about", "the", "weather", "today", "sunny"]
-    lines = []
-    for _ in range(sessions):
-        turns = [" ".join(rng.choice(words, rng.integers(1, 9))) for _ in range(rng.integers(2, 7))]
-        lines.append("".join(f"{turn} __eou__ " for turn in turns))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 # --- round trips ---------------------------------------------------------------------------------------------------
 
 
@@ -95,8 +85,9 @@ def test_binarized_toy_corpus_round_trips_to_the_ids_of_its_texts(tmp_path):
 
 
 def test_binarized_dialogue_round_trips_with_sessions_and_cut_turns(tmp_path):
-    files = {split: str(write_dialogues(tmp_path / f"{split}.txt", n, i)) for i, (split, n) in enumerate(
-        [("train", 80), ("dev", 10), ("test", 10)])}
+    files = {split: str(tmp_path / f"{split}.txt") for split in ("train", "dev", "test")}
+    for seed, (split, n) in enumerate([("train", 80), ("dev", 10), ("test", 10)]):
+        write_dialogues(Path(files[split]), n, seed, max_words=8)
     tokenizer = {"type": "bpe", "vocab_size": 40, "byte_fallback": False}
     cfg = data_cfg(tmp_path / "cache", format="dialogue", max_len=5, tokenizer=tokenizer, **files)
     data = prepare_data(cfg, log=quiet, workers=1)
@@ -171,7 +162,7 @@ def test_changed_corpus_files_and_settings_get_their_own_binarized_corpus(tmp_pa
     assert binarized_dir(cfg) == path and (path / "manifest.json").is_file()
     assert binarized_dir(toy_cfg(tmp_path / "cache", train=str(train), max_len=10)) != path
     assert binarized_dir(toy_cfg(tmp_path / "cache", train=str(train), name="other")) == path  # names change no id
-    train.write_bytes((TOY / "train.tsv").read_bytes()[: -200])
+    train.write_bytes((TOY / "train.tsv").read_bytes()[:-200])
     assert binarized_dir(cfg) != path
     logs: list[str] = []
     data = prepare_data(cfg, log=logs.append, workers=1)
@@ -310,8 +301,9 @@ def generated(tmp_path_factory):
     for size in (N_PAIRS, 4 * N_PAIRS):
         train = write_pairs(tmp / f"train-{size}.tsv", size, size)
         tokenizer = {**tokenizer_cfg, "model": model}
-        cfgs[size] = data_cfg(tmp / "cache", train=str(train), dev=str(dev), test=str(test), max_len=256,
-                              tokenizer=tokenizer)
+        cfgs[size] = data_cfg(
+            tmp / "cache", train=str(train), dev=str(dev), test=str(test), max_len=256, tokenizer=tokenizer
+        )
         prepare_data(cfgs[size], log=quiet, workers=2)
     return cfgs
 
@@ -374,4 +366,3 @@ def test_nmt_preprocess_builds_verifies_and_names_nmt_trains_corpus(tmp_path, ca
     assert binarized_dir(compose_config("preprocess", quick).data) != binarized_dir(
         compose_config("train", quick[1:]).data
     )
-

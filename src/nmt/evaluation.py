@@ -3,6 +3,7 @@ dialogue, the same over whole sessions with the memory carried (or reset), per t
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from nmt.data.batching import TokenBatchSampler, collate, collate_sessions, sess
 from nmt.decoding import translate_ids
 from nmt.decoding.search import output_limits, search
 from nmt.errors import UserError
+from nmt.training.distributed import ONE_PROCESS, Ranks, gather_dealt, sum_over_ranks
 from nmt.training.loss import sequence_loss
 from nmt.training.session import read_session
 
@@ -79,22 +81,19 @@ def perplexity(nll_per_token: float) -> float:
 
 
 @torch.no_grad()
-def teacher_forced_metrics(model, corpus, specials, max_tokens: int, device) -> dict:
-    """Loss (NLL per token, no smoothing), perplexity and token accuracy with gold previous tokens."""
+def teacher_forced_metrics(model, corpus, specials, max_tokens: int, device, ranks: Ranks = ONE_PROCESS) -> dict:
+    """Loss (NLL per token, no smoothing), perplexity and token accuracy with gold previous tokens; under torchrun,
+    of all the ranks' corpora together."""
     model.eval()
     sampler = TokenBatchSampler.for_pairs(corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, shuffle=False)
-    nll = torch.zeros((), device=device)
-    tokens = torch.zeros((), device=device, dtype=torch.long)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    sums = torch.zeros(3, device=device, dtype=torch.float64)  # nll, tokens, correct
     for indices in sampler.batches(0):
         batch = collate(corpus, indices, specials).to(device)
         out = sequence_loss(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, specials.pad)
-        nll += out.nll_sum
-        tokens += out.n_tokens
-        correct += out.n_correct
-    n = max(int(tokens), 1)
-    loss = float(nll) / n
-    return {"loss": loss, "ppl": perplexity(loss), "acc": float(correct) / n, "tokens": int(tokens)}
+        sums += torch.stack([out.nll_sum.double(), out.n_tokens.double(), out.n_correct.double()])
+    nll, tokens, correct = sum_over_ranks(sums, ranks).tolist()
+    n = max(tokens, 1)
+    return {"loss": nll / n, "ppl": perplexity(nll / n), "acc": correct / n, "tokens": int(tokens)}
 
 
 def _spread(n: int, count: int | None) -> np.ndarray:
@@ -105,9 +104,18 @@ def _spread(n: int, count: int | None) -> np.ndarray:
 
 
 def evaluate_split(
-    model, data, split: str, search_cfg, max_tokens: int, device, max_sentences=None, bleu_tokenize="13a"
+    model,
+    data,
+    split: str,
+    search_cfg,
+    max_tokens: int,
+    device,
+    max_sentences=None,
+    bleu_tokenize="13a",
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict:
-    """Teacher-forced metrics and decoded BLEU/chrF on a prepared split (or `max_sentences` spread over it).
+    """Teacher-forced metrics and decoded BLEU/chrF on a prepared split (or `max_sentences` spread over it); under
+    torchrun each rank takes every world-th sentence and all ranks get the same metrics.
 
     Returns the metrics plus "sources", "hypotheses" and "references" (detokenized text).
     """
@@ -115,10 +123,12 @@ def evaluate_split(
     if max_sentences is not None and max_sentences < len(corpus):
         keep = _spread(len(corpus), max_sentences)
         corpus, examples = corpus.select(keep), [examples[i] for i in keep]
+    mine = corpus.select(np.arange(ranks.rank, len(corpus), ranks.world)) if ranks.world > 1 else corpus
     specials = data.tokenizer.specials
-    metrics = teacher_forced_metrics(model, corpus, specials, max_tokens, device)
+    metrics = teacher_forced_metrics(model, mine, specials, max_tokens, device, ranks)
     sources = [corpus.src_ids(i) for i in range(len(corpus))]
-    best = [hyps[0].tokens for hyps in translate_ids(model, sources, specials, search_cfg, device)]
+    my_nbest = translate_ids(model, sources[ranks.rank :: ranks.world], specials, search_cfg, device)
+    best = gather_dealt([hyps[0].tokens for hyps in my_nbest], len(sources), ranks)
     metrics.update(free_running_failures(best, [len(s) for s in sources], search_cfg))
     hypotheses = [data.tokenizer.decode_tgt(tokens) for tokens in best]
     references = [ex.tgt for ex in examples]
@@ -141,43 +151,48 @@ def evaluate_dialogue(
     bleu_tokenize="13a",
     reset_memory=False,
     positions=8,
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict:
     """A memory-LSTM on whole sessions of a prepared dialogue split: teacher-forced loss/ppl/accuracy and decoded
     BLEU/chrF of every reply, the memory carried from turn to turn, or emptied before every turn (reset_memory).
 
     max_sentences: decode about that many replies, from sessions spread over the split. Besides evaluate_split's
     keys, "degenerate_rate" and "per_turn": one entry per turn position (1: the reply to a session's first turn;
-    the last position pools all later ones) with its pairs, ppl and BLEU.
+    the last position pools all later ones) with its pairs, ppl and BLEU. Under torchrun each rank reads every
+    world-th session and all ranks get the same metrics.
     """
     model.eval()
     offsets, corpus, examples = data.sessions[split], data.splits[split], data.texts[split]
     n_sessions = len(offsets) - 1
     # As many sessions as hold about max_sentences pairs on average.
     chosen = _spread(n_sessions, None if max_sentences is None else round(max_sentences * n_sessions / len(corpus)))
-    pairs = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in chosen])
-    corpus, examples = corpus.select(pairs), [examples[i] for i in pairs]
-    offsets = np.concatenate([[0], np.cumsum(np.diff(data.sessions[split])[chosen])])
+    pairs, chosen_offsets = _session_pairs(offsets, chosen)
+    examples = [examples[i] for i in pairs]
     specials = data.tokenizer.specials
-    turn_of = np.concatenate([np.arange(n) for n in np.diff(offsets)]).clip(max=positions - 1)  # (pairs,)
-    nll, tokens, correct = (np.zeros(positions) for _ in range(3))
-    best: list[list[int]] = [[] for _ in examples]
-    for sessions in session_sampler(corpus, offsets, max_tokens, shuffle=False).batches(0):
-        batch = collate_sessions(corpus, offsets, sessions, specials).to(device)
+    turn_of = np.concatenate([np.arange(n) for n in np.diff(chosen_offsets)]).clip(max=positions - 1)  # (pairs,)
+    my_pairs, my_offsets = _session_pairs(offsets, chosen[ranks.rank :: ranks.world])
+    mine = corpus.select(my_pairs)
+    sums = torch.zeros(3, positions, device=device, dtype=torch.float64)  # nll, tokens, correct per turn position
+    my_best: list[list[int]] = [[] for _ in my_pairs]
+    for sessions in session_sampler(mine, my_offsets, max_tokens, shuffle=False).batches(0):
+        batch = collate_sessions(mine, my_offsets, sessions, specials).to(device)
         for t, turn, enc in read_session(model, batch, reset_memory=reset_memory):
             position = min(t, positions - 1)
             logits = model.backbone.decode(turn.tgt_in, model.backbone.init_state(enc), enc)[0]
             out = sequence_loss(logits, turn.tgt_out, specials.pad)
-            nll[position] += float(out.nll_sum)
-            tokens[position] += int(out.n_tokens)
-            correct[position] += int(out.n_correct)
+            sums[:, position] += torch.stack([out.nll_sum, out.n_tokens, out.n_correct]).double()
             hyps = search(model.backbone, turn.src, turn.src_lengths, specials, search_cfg, enc)
             for pair, nbest in zip(turn.indices.tolist(), hyps, strict=True):
-                best[pair] = nbest[0].tokens
+                my_best[pair] = nbest[0].tokens
+    nll, tokens, correct = sum_over_ranks(sums, ranks).cpu().numpy()
+    by_session = gather_dealt([my_best[a:b] for a, b in itertools.pairwise(my_offsets)], len(chosen), ranks)
+    best = [hyp for session in by_session for hyp in session]
     loss = float(nll.sum() / max(tokens.sum(), 1))  # plain floats: checkpoints store these scores
     hypotheses = [data.tokenizer.decode_tgt(t) for t in best]
     references = [ex.tgt for ex in examples]
     metrics = {"loss": loss, "ppl": perplexity(loss), "acc": float(correct.sum() / max(tokens.sum(), 1))}
-    metrics.update(free_running_failures(best, corpus.src_lengths().tolist(), search_cfg))
+    source_ids = [corpus.src_ids(i) for i in pairs]
+    metrics.update(free_running_failures(best, list(map(len, source_ids)), search_cfg))
     metrics["degenerate_rate"] = sum(map(is_degenerate, hypotheses)) / max(len(hypotheses), 1)
     metrics.update(corpus_scores(hypotheses, references, bleu_tokenize))
     metrics["per_turn"] = []
@@ -190,8 +205,16 @@ def evaluate_dialogue(
             turn = f"{p + 1}+" if p == positions - 1 else str(p + 1)
             metrics["per_turn"].append({"turn": turn, "pairs": len(at), "ppl": ppl, "bleu": float(bleu)})
     metrics.update(sources=[ex.src for ex in examples], hypotheses=hypotheses, references=references)
-    metrics.update(source_ids=[corpus.src_ids(i) for i in range(len(corpus))], hypothesis_ids=best)
+    metrics.update(source_ids=source_ids, hypothesis_ids=best)
     return metrics
+
+
+def _session_pairs(offsets: np.ndarray, sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pair indices of `sessions` (positions in a split whose session s holds pairs offsets[s]:offsets[s + 1]),
+    in order, and the offsets of those sessions among them."""
+    lengths = np.diff(offsets)[sessions]
+    pairs = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in sessions] or [np.zeros(0, np.int64)])
+    return pairs, np.concatenate([[0], np.cumsum(lengths)])
 
 
 def memory_value_lines(carried: dict, reset: dict) -> list[str]:

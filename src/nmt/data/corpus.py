@@ -97,9 +97,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
                         " — re-encode the file as UTF-8, e.g. with iconv"
                     ) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise CorpusError(
-            f"{path}: not a valid gzip file ({e}) — re-compress it or drop the .gz suffix"
-        ) from None
+        raise CorpusError(f"{path}: not a valid gzip file ({e}) — re-compress it or drop the .gz suffix") from None
     if not lines:
         raise CorpusError(f"{path}: empty file — a corpus needs at least one line")
     return lines
@@ -118,9 +116,7 @@ def _read_tsv(path, src_column: int, tgt_column: int, norm) -> list[Example]:
             else:
                 problem = f"{len(fields)} columns, but column {need - 1} is used (src_column/tgt_column)"
             raise CorpusError(f"{path}:{lineno}: {problem} — {_TSV_FORMAT}")
-        examples.append(
-            Example(norm(fields[src_column]), norm(fields[tgt_column]))
-        )
+        examples.append(Example(norm(fields[src_column]), norm(fields[tgt_column])))
     return examples
 
 
@@ -219,15 +215,11 @@ def filter_pairs(
             f"filter_pairs: {len(src_ids)} source but {len(tgt_ids)} target sentences — pass aligned lists"
         )
     if max_len is not None and max_len < 1:
-        raise CorpusError(
-            f"data.max_len={max_len}: must be a positive number of tokens — or null for no limit"
-        )
+        raise CorpusError(f"data.max_len={max_len}: must be a positive number of tokens — or null for no limit")
     src_len = np.fromiter((len(s) for s in src_ids), dtype=np.int64, count=len(src_ids))
     tgt_len = np.fromiter((len(t) for t in tgt_ids), dtype=np.int64, count=len(tgt_ids))
     empty = (src_len == 0) | (tgt_len == 0)
-    too_long = (
-        np.zeros_like(empty) if max_len is None else ~empty & ((src_len > max_len) | (tgt_len > max_len))
-    )
+    too_long = np.zeros_like(empty) if max_len is None else ~empty & ((src_len > max_len) | (tgt_len > max_len))
     kept = np.flatnonzero(~empty & ~too_long)
     counts = {"empty": int(empty.sum()), "too_long": int(too_long.sum()), "kept": len(kept)}
     return kept.tolist(), counts

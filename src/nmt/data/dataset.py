@@ -144,9 +144,7 @@ def read_splits(cfg: DataConfig, log=print) -> dict[str, list]:
     if dev is None or test is None:
         dev_size = cfg.dev_size if dev is None else 0
         test_size = cfg.test_size if test is None else 0
-        train, split_dev, split_test = split_corpus(
-            train, dev_size, test_size, cfg.split_seed, name=str(cfg.train)
-        )
+        train, split_dev, split_test = split_corpus(train, dev_size, test_size, cfg.split_seed, name=str(cfg.train))
         dev = split_dev if dev is None else dev
         test = split_test if test is None else test
     return {"train": train, "dev": dev, "test": test}

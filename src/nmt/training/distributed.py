@@ -1,4 +1,5 @@
-"""Data-parallel training across processes started by torchrun: the process group, batch shards, gradient averaging."""
+"""Data-parallel training across processes started by torchrun: the process group, batch shards, gradient averaging,
+sharded evaluation."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class Ranks:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+ONE_PROCESS = Ranks()  # a plain run
 
 
 def init_distributed(device: torch.device) -> tuple[Ranks, torch.device]:
@@ -69,6 +73,27 @@ def agree(flag: bool, ranks: Ranks, device) -> bool:
     value = torch.tensor([float(flag)], device=device)
     dist.all_reduce(value)
     return bool(value.item())
+
+
+def sum_over_ranks(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """Every rank's `values` (counts, sums of losses) added up, on every rank."""
+    if ranks.world > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
+
+
+def gather_dealt(mine: list, n: int, ranks: Ranks) -> list:
+    """Put back in order the n items dealt out as items[rank::world]: every rank holds its share `mine` and gets
+    all n (an evaluation's hypotheses: each rank decodes its share, every rank then scores them all)."""
+    if ranks.world == 1:
+        return mine
+    shares = [None] * ranks.world
+    dist.all_gather_object(shares, mine)
+    items = [None] * n
+    for rank, share in enumerate(shares):
+        items[rank :: ranks.world] = share
+    return items
 
 
 def barrier(ranks: Ranks) -> None:

@@ -209,15 +209,16 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------------------------------------------
 
     def _evaluate(self) -> bool:
-        """Rank 0 evaluates while the others wait; True on every rank when early stopping says stop."""
+        """Every rank evaluates its share of dev, rank 0 records the whole; True on every rank when early stopping
+        says stop."""
         self.progress.last_eval_step = self.progress.step  # before last.pt is saved, which records it
-        stop = self._evaluate_dev() if self.ranks.main else False
+        m = self._evaluate_split("dev", self.cfg.trainer.dev_max_sentences)
+        stop = self._record_dev(m) if self.ranks.main else False
         return agree(stop, self.ranks, self.device)
 
-    def _evaluate_dev(self) -> bool:
+    def _record_dev(self, m: dict) -> bool:
         """Dev metrics, samples, best/last checkpoints. Returns True when early stopping says stop."""
         tcfg, p = self.cfg.trainer, self.progress
-        m = self._evaluate_split("dev", tcfg.dev_max_sentences)
         improved = m["bleu"] > p.best_bleu
         report_dev(log.info, self.writer, m, p.step, improved, tcfg.num_samples, self.run_dir / "samples")
         self._attention_images(m)
@@ -253,7 +254,7 @@ class Trainer:
         if self.sessions:
             evaluate = functools.partial(evaluate_dialogue, reset_memory=reset_memory)
         args = (self.model, self.data, split, tcfg.search, tcfg.max_tokens, self.device, max_sentences)
-        return evaluate(*args, bleu_tokenize=self.cfg.data.bleu_tokenize)
+        return evaluate(*args, bleu_tokenize=self.cfg.data.bleu_tokenize, ranks=self.ranks)
 
     def _attention_images(self, m: dict) -> None:
         """Heatmaps of the decoder's attention over the first few evaluated dev sentences (attention models)."""
@@ -414,7 +415,7 @@ class Trainer:
                         stop = self._evaluate()
         if p.last_eval_step != p.step:
             self._evaluate()
-        return self._finish() if self.ranks.main else {}
+        return self._finish()
 
     def _stop_on_signal(self, signum: int) -> None:
         """Save last.pt after the step that was running when Ctrl-C or SIGTERM came, and stop."""
@@ -444,16 +445,20 @@ class Trainer:
         )
 
     def _finish(self) -> dict:
-        """Test the best checkpoint, write results.json, print the scores and the commands to use the model."""
+        """Test the best checkpoint (every rank its share), and on rank 0 write results.json, print the scores and
+        the commands to use the model."""
         best_path = self.ckpt_dir / "best.pt"
         best = load_checkpoint(best_path)
         self.model.load_state_dict(best["model"])
         test = self._evaluate_split("test")
-        for key in ("bleu", "chrf", "loss"):
-            self.writer.add_scalar(f"test/{key}", test[key], self.progress.step)
         if self.sessions:
             # The ablation: the same replies with the memory emptied before every turn.
             test["memory_reset"] = _scores(self._evaluate_split("test", reset_memory=True))
+        if not self.ranks.main:
+            return {}
+        for key in ("bleu", "chrf", "loss"):
+            self.writer.add_scalar(f"test/{key}", test[key], self.progress.step)
+        if self.sessions:
             for line in memory_value_lines(test, test["memory_reset"]):
                 log.info(line)
         scores = {"dev_bleu": best["dev"]["bleu"], "test_bleu": test["bleu"], "test_chrf": test["chrf"]}
