@@ -225,6 +225,32 @@ def test_tokenizer_trains_once_then_loads_cache(tmp_path, monkeypatch):
         build_tokenizer(toy_tokenizer_cfg(type="bpe"), toy_examples(), tmp_path / "cache", log=logs.append)
 
 
+def test_tokenizer_trains_on_a_seeded_sample_of_a_large_corpus(tmp_path, monkeypatch):
+    seen: list[list[str]] = []
+    train_spm = tokenizer_module._train_spm
+
+    def recording(texts, settings, side):
+        seen.append(texts)
+        return train_spm(texts, settings, side)
+
+    monkeypatch.setattr(tokenizer_module, "_train_spm", recording)
+    examples, logs = toy_examples(), []
+    joint = [e.src for e in examples] + [e.tgt for e in examples]
+    cfg = toy_tokenizer_cfg(train_sentences=1000)
+    first = build_tokenizer(cfg, examples, tmp_path / "a", log=logs.append)
+    assert "on 1,000 of the 6,000 training sentences" in logs[-1]
+    second = build_tokenizer(cfg, examples, tmp_path / "b", log=logs.append)
+    assert second.fingerprint == first.fingerprint and seen[0] == seen[1], "the same sample every time"
+    rest = iter(joint)
+    assert len(seen[0]) == 1000 and all(text in rest for text in seen[0]), "a sample, in corpus order"
+    sample = set(seen[0])
+    assert sample & set(joint[:500]) and sample & set(joint[-500:]), "spread over the whole corpus"
+    build_tokenizer(toy_tokenizer_cfg(train_sentences=None), examples, tmp_path / "c", log=logs.append)
+    assert len(seen[-1]) == 6000 and "on 6,000 of the 6,000" in logs[-1]
+    with pytest.raises(CorpusError, match="train_sentences=0: must be at least 1"):
+        build_tokenizer(toy_tokenizer_cfg(train_sentences=0), examples, tmp_path / "d")
+
+
 def test_tokenizer_specials_and_decode(toy_tokenizer):
     tok = toy_tokenizer
     assert tok.joint and tok.specials == SpecialIds(pad=0, unk=1, bos=2, eos=3)

@@ -91,6 +91,17 @@ def test_resumed_run_equals_uninterrupted_run(toy_cfg, tmp_path):
         torch.testing.assert_close(second[name], value, rtol=0, atol=1e-6, msg=f"{name} differs after resume")
 
 
+@pytest.mark.slow
+def test_compiled_training_reaches_the_eager_weights_and_saves_plain_keys(toy_cfg, tmp_path):
+    common = [*FAST, "trainer.max_steps=6", "trainer.eval_every=null", "trainer.deterministic=true"]
+    _train(toy_cfg(*common, model="transformer"), tmp_path / "eager")
+    _train(toy_cfg(*common, "trainer.compile=true", model="transformer"), tmp_path / "compiled")
+    eager, compiled = _parameters(tmp_path / "eager"), _parameters(tmp_path / "compiled")
+    assert compiled.keys() == eager.keys(), "checkpoints hold the model's own keys, no _orig_mod prefix"
+    for name, value in eager.items():
+        torch.testing.assert_close(compiled[name], value, rtol=0, atol=1e-4, msg=f"{name} differs when compiled")
+
+
 def test_a_run_writes_checkpoints_results_and_tensorboard_scalars(toy_cfg, tmp_path):
     run = tmp_path / "run"
     results = _train(toy_cfg(*FAST, "trainer.max_steps=12", "trainer.eval_every=6", "trainer.log_every=3"), run)

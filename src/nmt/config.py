@@ -36,6 +36,8 @@ class TokenizerConfig:
     model: Any = None  # an existing SentencePiece model: a path, or [src_path, tgt_path]
     character_coverage: float = 1.0
     byte_fallback: bool = True
+    # SentencePiece trains on a seeded sample of this many sentences (per model) of a larger corpus; null: all.
+    train_sentences: Optional[int] = 1_000_000
     # Target vocabulary of only the pieces the training targets use (as toolkits with per-side dictionaries build
     # it): a smaller output layer, faster training and decoding; no embedding sharing with the source then.
     trim_target: bool = False
@@ -188,6 +190,7 @@ class TrainerConfig:
     progress_bar: bool = True
     accumulate_grad_batches: int = 1  # batches per optimizer step and process (the same effective batch, fewer GPUs)
     precision: str = "32"  # 32 | bf16-mixed | 16-mixed: autocast in training (fp16 with a gradient scaler)
+    compile: bool = False  # torch.compile the teacher-forced forward (sentence pairs at teacher forcing 1)
     max_nonfinite_steps: int = 5  # steps in a row with a non-finite loss or gradient (skipped) before stopping
     attention_samples: int = 2  # dev sentences whose attention heatmaps go to TensorBoard at each evaluation
     profile: bool = False  # record a torch.profiler trace of a few steps into tb/profile

@@ -178,6 +178,17 @@ def _trainer_settings(cfg: TokenizerConfig) -> dict:
     }
 
 
+def _sample(texts: list[str], size: int | None) -> list[str]:
+    """At most `size` of the texts, a seeded random sample in corpus order: SentencePiece's time and memory grow
+    with its input, while a million sentences already settle the pieces of a vocabulary of tens of thousands."""
+    if size is not None and size < 1:
+        raise CorpusError(f"data.tokenizer.train_sentences={size}: must be at least 1, or null for every sentence")
+    if size is None or len(texts) <= size:
+        return texts
+    keep = np.sort(np.random.default_rng(0).choice(len(texts), size, replace=False))
+    return [texts[i] for i in keep]
+
+
 def _cache_key(settings: dict, sides: dict[str, list[str]]) -> str:
     digest = hashlib.sha256(json.dumps({"spm": spm.__version__, **settings}, sort_keys=True).encode())
     for side, texts in sides.items():
@@ -251,6 +262,7 @@ def _full_tokenizer(cfg: TokenizerConfig, train: list[Example], cache_dir: str |
     settings = _trainer_settings(cfg)
     src, tgt = [e.src for e in train], [e.tgt for e in train]
     sides = {"joint": src + tgt} if cfg.joint else {"src": src, "tgt": tgt}
+    sides = {side: _sample(texts, cfg.train_sentences) for side, texts in sides.items()}
     key = _cache_key(settings, sides)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +275,8 @@ def _full_tokenizer(cfg: TokenizerConfig, train: list[Example], cache_dir: str |
         models = {side: _train_spm(texts, settings, side) for side, texts in sides.items()}
         for side, model in models.items():
             write_atomic(paths[side], model)
-        log(f"tokenizer: trained {cfg.type} model on {len(train)} pairs -> {where}")
+        used = sum(map(len, sides.values()))
+        log(f"tokenizer: trained {cfg.type} model on {used:,} of the {2 * len(train):,} training sentences -> {where}")
     if cfg.joint:
         return Tokenizer(models["joint"], names=(where, where))
     return Tokenizer(models["src"], models["tgt"], names=(str(paths["src"]), str(paths["tgt"])))

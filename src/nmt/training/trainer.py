@@ -140,6 +140,9 @@ class Trainer:
             self.tokenizer.shared_vocab,
         ).to(self.device)
         broadcast_parameters(self.model, self.ranks)
+        # The compiled forward shares self.model's parameters; checkpoints save self.model, so their keys do not change.
+        # Scheduled sampling and memory-LSTM sessions run eagerly: their Python loops would recompile per length.
+        self.teacher_forced = torch.compile(self.model, dynamic=True) if tcfg.compile else self.model
         if self.sessions:
             self.sampler = session_sampler(
                 self.train_set,
@@ -291,7 +294,11 @@ class Trainer:
             bptt = self.cfg.model.memory.bptt_turns
             pad, smoothing = self.specials.pad, tcfg.label_smoothing
             return session_loss(self.model, batch, tf_cfg, ratio, pad, smoothing, bptt, loss_scale=loss_scale)
-        logits = forced_logits(self.model, self.model.encode(batch.src, batch.src_lengths), batch.tgt_in, tf_cfg, ratio)
+        if ratio >= 1.0:
+            logits = self.teacher_forced(batch.src, batch.src_lengths, batch.tgt_in)
+        else:
+            enc = self.model.encode(batch.src, batch.src_lengths)
+            logits = forced_logits(self.model, enc, batch.tgt_in, tf_cfg, ratio)
         out = sequence_loss(logits, batch.tgt_out, self.specials.pad, tcfg.label_smoothing)
         (out.loss * loss_scale).backward()
         return out
