@@ -30,8 +30,8 @@ from nmt.data import (
     read_dialogues,
     session_sampler,
 )
-from nmt.data.binarized import encode_chunks
 from nmt.data.dataset import dialogue_pairs
+from nmt.data.preprocess import encode_chunks
 from tests.conftest import write_dialogues
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from nmt.data.batching import (
     pad_sequences,
     session_sampler,
 )
-from nmt.data.binarized import TextPairs, binarized_dir, prepare_data
+from nmt.data.binarized import TextPairs
 from nmt.data.corpus import (
     CorpusError,
     Example,
@@ -22,6 +22,7 @@ from nmt.data.corpus import (
     split_corpus,
 )
 from nmt.data.dataset import PreparedData, TokenizedCorpus, encode_corpus, read_splits
+from nmt.data.preprocess import binarized_dir, prepare_data
 from nmt.data.tokenizer import SpecialIds, Tokenizer, build_tokenizer
 
 __all__ = [

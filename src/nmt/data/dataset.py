@@ -1,7 +1,7 @@
 """Token-id corpora: packed id arrays (in memory or memory-mapped), nmt-eval's id cache, reading a config's splits.
 
 Dialogue data becomes the same pair corpus, (turn t, turn t + 1) in session order, plus per split the offsets
-that say which consecutive pairs form each session. prepare_data (nmt.data.binarized) builds the prepared splits.
+that say which consecutive pairs form each session. prepare_data (nmt.data.preprocess) builds the prepared splits.
 """
 
 from __future__ import annotations
