@@ -232,3 +232,22 @@ def memory_value_lines(carried: dict, reset: dict) -> list[str]:
             f" {without['ppl']:.2f} | BLEU {with_memory['bleu']:.2f} vs {without['bleu']:.2f}"
         )
     return lines
+
+
+def json_scores(m: dict) -> dict:
+    """The JSON-able metrics of an evaluation (no texts)."""
+    keys = (
+        "loss",
+        "ppl",
+        "acc",
+        "bleu",
+        "chrf",
+        "no_eos_rate",
+        "repeat_rate",
+        "degenerate_rate",
+        "per_turn",
+        "memory_reset",
+        "bleu_signature",
+        "chrf_signature",
+    )
+    return {k: m[k] for k in keys if k in m}

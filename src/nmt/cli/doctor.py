@@ -10,6 +10,7 @@ import torch
 from nmt.cli import compose_config, reports_errors
 from nmt.data import TokenBatchSampler, collate, prepare_data
 from nmt.models import build_model, model_width
+from nmt.training.device import resolve_device
 from nmt.training.diagnostics import (
     Check,
     data_report,
@@ -19,7 +20,6 @@ from nmt.training.diagnostics import (
     overfit_one_batch,
 )
 from nmt.training.optim import lr_factor
-from nmt.training.trainer import resolve_device
 
 REPORT_BATCHES = 20  # training batches scanned for all-padding rows
 OVERFIT_SENTENCES = 8

@@ -18,7 +18,7 @@ from nmt.decoding import translate_texts
 from nmt.errors import UserError
 from nmt.evaluation import corpus_scores, evaluate_dialogue, is_degenerate, memory_value_lines
 from nmt.training.checkpoint import load_for_inference, resolve_checkpoint
-from nmt.training.trainer import resolve_device
+from nmt.training.device import resolve_device
 
 # evaluate_dialogue's texts and ids: they go to the .hyp files, not the JSON.
 _TEXT_KEYS = ("sources", "hypotheses", "references", "source_ids", "hypothesis_ids")

@@ -12,7 +12,7 @@ from nmt.data import make_normalizer
 from nmt.decoding import translate_texts
 from nmt.decoding.chat import Chat
 from nmt.training.checkpoint import load_for_inference, newest_checkpoint, resolve_checkpoint
-from nmt.training.trainer import resolve_device
+from nmt.training.device import resolve_device
 
 # key=value (Hydra override) versus free text: a sentence rarely starts with an identifier glued to '='.
 _OVERRIDE = re.compile(r"^[+~]?[A-Za-z_][\w.]*=")

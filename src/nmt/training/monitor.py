@@ -1,5 +1,5 @@
-"""Training health and what a run reports: running metrics, the train and dev log lines with their TensorBoard
-scalars and samples, where non-finite values come from, gradient norms per module, attention."""
+"""Training health and what a run reports: running metrics, the train, dev and test log lines with their
+TensorBoard scalars and samples, where non-finite values come from, gradient norms per module, attention."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from nmt.errors import UserError
-from nmt.evaluation import perplexity
+from nmt.evaluation import memory_value_lines, perplexity
 
 
 class Meter:
@@ -234,3 +234,20 @@ def report_dev(emit, writer, m: dict, step: int, improved: bool, num_samples: in
     writer.add_text("dev/samples", text.replace("\n", "  \n"), step)
     samples_dir.mkdir(exist_ok=True)
     (samples_dir / f"step-{step:07d}.txt").write_text("\n".join(m["hypotheses"]) + "\n", encoding="utf-8")
+
+
+def report_test(emit, writer, cfg, test: dict, best: dict, best_path: Path, step: int) -> None:
+    """The final test of the best checkpoint (evaluate_split's metrics, plus "memory_reset" for a memory-LSTM):
+    TensorBoard scalars and hparams, the scores with sacreBLEU's signatures, and the commands that use the model."""
+    for key in ("bleu", "chrf", "loss"):
+        writer.add_scalar(f"test/{key}", test[key], step)
+    if "memory_reset" in test:
+        for line in memory_value_lines(test, test["memory_reset"]):
+            emit(line)
+    scores = {"dev_bleu": best["dev"]["bleu"], "test_bleu": test["bleu"], "test_chrf": test["chrf"]}
+    writer.add_hparams(hparams(cfg), {f"hparam/{k}": v for k, v in scores.items()}, run_name=".")
+    emit("best dev (step %d): BLEU %.2f | chrF %.2f", best["step"], best["dev"]["bleu"], best["dev"]["chrf"])
+    emit("test: %s", test["bleu_line"])
+    emit("test: %s", test["chrf_line"])
+    emit("evaluate:  nmt-eval ckpt=%s beam_size=5", best_path)
+    emit('translate: nmt-translate ckpt=%s "go now ."', best_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -21,7 +20,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nmt.data import TokenBatchSampler, collate, collate_sessions, prepare_data, session_sampler
 from nmt.errors import UserError
-from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, memory_value_lines
+from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, json_scores
 from nmt.models import build_model, count_parameters, describe, model_width
 from nmt.training.checkpoint import (
     copy_checkpoint,
@@ -29,6 +28,7 @@ from nmt.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from nmt.training.device import mixed_precision, resolve_device
 from nmt.training.distributed import (
     SilentWriter,
     agree,
@@ -46,9 +46,9 @@ from nmt.training.monitor import (
     attention_figure,
     attention_map,
     find_nonfinite,
-    hparams,
     profiler,
     report_dev,
+    report_test,
     report_train,
     weights_finite,
 )
@@ -65,29 +65,6 @@ from nmt.training.session import session_loss
 from nmt.training.teacher_forcing import forced_logits, tf_ratio
 
 log = logging.getLogger("nmt.train")
-
-
-def mixed_precision(precision: str, device: torch.device):
-    """(a function returning the autocast context for training steps, the gradient scaler; disabled unless fp16)."""
-    dtypes = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-    if precision not in dtypes:
-        raise UserError(f"trainer.precision={precision}: choose 32, bf16-mixed or 16-mixed")
-    dtype = dtypes[precision]
-    if dtype is torch.float16 and device.type != "cuda":
-        raise UserError(
-            f"trainer.precision=16-mixed needs a CUDA device, this run is on {device.type} (whose fp16 kernels do not"
-            " cover every layer) — use trainer.precision=bf16-mixed"
-        )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
-    if dtype is None:
-        return contextlib.nullcontext, scaler
-    return functools.partial(torch.autocast, device.type, dtype=dtype), scaler
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
 
 
 class Trainer:
@@ -233,7 +210,7 @@ class Trainer:
             )
         if improved:
             p.best_bleu, p.bad_evals = m["bleu"], 0
-            save_checkpoint(self.ckpt_dir / "best.pt", {**self._payload(False), "dev": _scores(m), "step": p.step})
+            save_checkpoint(self.ckpt_dir / "best.pt", {**self._payload(False), "dev": json_scores(m), "step": p.step})
         else:
             p.bad_evals += 1
         save_checkpoint(self.ckpt_dir / "last.pt", self._payload(True))
@@ -460,16 +437,10 @@ class Trainer:
         test = self._evaluate_split("test")
         if self.sessions:
             # The ablation: the same replies with the memory emptied before every turn.
-            test["memory_reset"] = _scores(self._evaluate_split("test", reset_memory=True))
+            test["memory_reset"] = json_scores(self._evaluate_split("test", reset_memory=True))
         if not self.ranks.main:
             return {}
-        for key in ("bleu", "chrf", "loss"):
-            self.writer.add_scalar(f"test/{key}", test[key], self.progress.step)
-        if self.sessions:
-            for line in memory_value_lines(test, test["memory_reset"]):
-                log.info(line)
-        scores = {"dev_bleu": best["dev"]["bleu"], "test_bleu": test["bleu"], "test_chrf": test["chrf"]}
-        self.writer.add_hparams(hparams(self.cfg), {f"hparam/{k}": v for k, v in scores.items()}, run_name=".")
+        report_test(log.info, self.writer, self.cfg, test, best, best_path, self.progress.step)
         self.writer.close()
         results = {
             "run_dir": str(self.run_dir),
@@ -478,31 +449,7 @@ class Trainer:
             "parameters": count_parameters(self.model),
             "best_step": best["step"],
             "dev": best["dev"],
-            "test": _scores(test),
+            "test": json_scores(test),
         }
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        log.info("best dev (step %d): BLEU %.2f | chrF %.2f", best["step"], best["dev"]["bleu"], best["dev"]["chrf"])
-        log.info("test: %s", test["bleu_line"])
-        log.info("test: %s", test["chrf_line"])
-        log.info("evaluate:  nmt-eval ckpt=%s beam_size=5", best_path)
-        log.info('translate: nmt-translate ckpt=%s "go now ."', best_path)
         return results
-
-
-def _scores(m: dict) -> dict:
-    """The JSON-able metrics of an evaluation (no texts)."""
-    keys = (
-        "loss",
-        "ppl",
-        "acc",
-        "bleu",
-        "chrf",
-        "no_eos_rate",
-        "repeat_rate",
-        "degenerate_rate",
-        "per_turn",
-        "memory_reset",
-        "bleu_signature",
-        "chrf_signature",
-    )
-    return {k: m[k] for k in keys if k in m}

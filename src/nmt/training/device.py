@@ -1,0 +1,33 @@
+"""Where training and inference run, and in what precision training runs: autocast and gradient scaling."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+
+from nmt.errors import UserError
+
+
+def mixed_precision(precision: str, device: torch.device):
+    """(a function returning the autocast context for training steps, the gradient scaler; disabled unless fp16)."""
+    dtypes = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+    if precision not in dtypes:
+        raise UserError(f"trainer.precision={precision}: choose 32, bf16-mixed or 16-mixed")
+    dtype = dtypes[precision]
+    if dtype is torch.float16 and device.type != "cuda":
+        raise UserError(
+            f"trainer.precision=16-mixed needs a CUDA device, this run is on {device.type} (whose fp16 kernels do not"
+            " cover every layer) — use trainer.precision=bf16-mixed"
+        )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    if dtype is None:
+        return contextlib.nullcontext, scaler
+    return functools.partial(torch.autocast, device.type, dtype=dtype), scaler
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
