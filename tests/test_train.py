@@ -142,3 +142,28 @@ def test_resume_refuses_a_different_model(toy_cfg, tmp_path):
     _train(toy_cfg(*FAST, "trainer.max_steps=3"), tmp_path / "a")
     with pytest.raises(CheckpointError, match="another model config"):
         Trainer(toy_cfg(*FAST, "model.hidden_size=32", f"trainer.resume={tmp_path / 'a'}"), tmp_path / "b")
+
+
+def test_evaluation_batches_hold_no_more_sentences_than_training_batches(toy_cfg, tmp_path, monkeypatch):
+    """Teacher-forced evaluation under the training batch's sentence cap: the same metrics as one large batch, and no
+    batch (hence no logits tensor) larger than a training step's. Without the cap, a large token budget put the
+    whole dev set in one batch and its (sentences, length, vocabulary) logits set the run's peak memory."""
+    import nmt.evaluation as evaluation
+
+    trainer = Trainer(toy_cfg(*FAST, "trainer.max_sentences=4", "trainer.max_tokens=100000"), tmp_path / "run")
+    sizes = []
+    collate = evaluation.collate
+    monkeypatch.setattr(
+        evaluation,
+        "collate",
+        lambda corpus, indices, specials: sizes.append(len(indices)) or collate(corpus, indices, specials),
+    )
+    capped = trainer._evaluate_split("dev", max_sentences=30)
+    assert sizes and max(sizes) == 4 and sum(sizes) == 30
+
+    sizes.clear()
+    monkeypatch.setattr(trainer.cfg.trainer, "max_sentences", None)
+    whole = trainer._evaluate_split("dev", max_sentences=30)
+    assert sizes == [30]
+    for key in ("loss", "acc", "bleu"):
+        assert capped[key] == pytest.approx(whole[key], rel=1e-5), key

@@ -81,11 +81,15 @@ def perplexity(nll_per_token: float) -> float:
 
 
 @torch.no_grad()
-def teacher_forced_metrics(model, corpus, specials, max_tokens: int, device, ranks: Ranks = ONE_PROCESS) -> dict:
+def teacher_forced_metrics(
+    model, corpus, specials, max_tokens: int, device, ranks: Ranks = ONE_PROCESS, batch_sentences: int | None = None
+) -> dict:
     """Loss (NLL per token, no smoothing), perplexity and token accuracy with gold previous tokens; under torchrun,
-    of all the ranks' corpora together."""
+    of all the ranks' corpora together. Batches hold at most max_tokens padded positions and batch_sentences pairs."""
     model.eval()
-    sampler = TokenBatchSampler.for_pairs(corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, shuffle=False)
+    sampler = TokenBatchSampler.for_pairs(
+        corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, max_sentences=batch_sentences, shuffle=False
+    )
     sums = torch.zeros(3, device=device, dtype=torch.float64)  # nll, tokens, correct
     for indices in sampler.batches(0):
         batch = collate(corpus, indices, specials).to(device)
@@ -113,9 +117,13 @@ def evaluate_split(
     max_sentences=None,
     bleu_tokenize="13a",
     ranks: Ranks = ONE_PROCESS,
+    batch_sentences=None,
 ) -> dict:
     """Teacher-forced metrics and decoded BLEU/chrF on a prepared split (or `max_sentences` spread over it); under
     torchrun each rank takes every world-th sentence and all ranks get the same metrics.
+
+    Teacher-forced batches hold at most max_tokens padded positions and batch_sentences pairs: the trainer passes
+    its training batch's limits, so that evaluation's logits are never larger than a training step's.
 
     Returns the metrics plus "sources", "hypotheses" and "references" (detokenized text).
     """
@@ -125,7 +133,7 @@ def evaluate_split(
         corpus, examples = corpus.select(keep), [examples[i] for i in keep]
     mine = corpus.select(np.arange(ranks.rank, len(corpus), ranks.world)) if ranks.world > 1 else corpus
     specials = data.tokenizer.specials
-    metrics = teacher_forced_metrics(model, mine, specials, max_tokens, device, ranks)
+    metrics = teacher_forced_metrics(model, mine, specials, max_tokens, device, ranks, batch_sentences)
     sources = [corpus.src_ids(i) for i in range(len(corpus))]
     my_nbest = translate_ids(model, sources[ranks.rank :: ranks.world], specials, search_cfg, device)
     best = gather_dealt([hyps[0].tokens for hyps in my_nbest], len(sources), ranks)
@@ -152,14 +160,15 @@ def evaluate_dialogue(
     reset_memory=False,
     positions=8,
     ranks: Ranks = ONE_PROCESS,
+    batch_sentences=None,
 ) -> dict:
     """A memory-LSTM on whole sessions of a prepared dialogue split: teacher-forced loss/ppl/accuracy and decoded
     BLEU/chrF of every reply, the memory carried from turn to turn, or emptied before every turn (reset_memory).
 
-    max_sentences: decode about that many replies, from sessions spread over the split. Besides evaluate_split's
-    keys, "degenerate_rate" and "per_turn": one entry per turn position (1: the reply to a session's first turn;
-    the last position pools all later ones) with its pairs, ppl and BLEU. Under torchrun each rank reads every
-    world-th session and all ranks get the same metrics.
+    max_sentences: decode about that many replies, from sessions spread over the split; batch_sentences: at most
+    that many sessions per batch. Besides evaluate_split's keys, "degenerate_rate" and "per_turn": one entry per
+    turn position (1: the reply to a session's first turn; the last position pools all later ones) with its pairs,
+    ppl and BLEU. Under torchrun each rank reads every world-th session and all ranks get the same metrics.
     """
     model.eval()
     offsets, corpus, examples = data.sessions[split], data.splits[split], data.texts[split]
@@ -174,7 +183,9 @@ def evaluate_dialogue(
     mine = corpus.select(my_pairs)
     sums = torch.zeros(3, positions, device=device, dtype=torch.float64)  # nll, tokens, correct per turn position
     my_best: list[list[int]] = [[] for _ in my_pairs]
-    for sessions in session_sampler(mine, my_offsets, max_tokens, shuffle=False).batches(0):
+    for sessions in session_sampler(mine, my_offsets, max_tokens, max_sentences=batch_sentences, shuffle=False).batches(
+        0
+    ):
         batch = collate_sessions(mine, my_offsets, sessions, specials).to(device)
         for t, turn, enc in read_session(model, batch, reset_memory=reset_memory):
             position = min(t, positions - 1)

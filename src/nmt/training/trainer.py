@@ -234,7 +234,9 @@ class Trainer:
         if self.sessions:
             evaluate = functools.partial(evaluate_dialogue, reset_memory=reset_memory)
         args = (self.model, self.data, split, tcfg.search, tcfg.max_tokens, self.device, max_sentences)
-        return evaluate(*args, bleu_tokenize=self.cfg.data.bleu_tokenize, ranks=self.ranks)
+        return evaluate(
+            *args, bleu_tokenize=self.cfg.data.bleu_tokenize, ranks=self.ranks, batch_sentences=tcfg.max_sentences
+        )
 
     def _attention_images(self, m: dict) -> None:
         """Heatmaps of the decoder's attention over the first few evaluated dev sentences (attention models)."""
