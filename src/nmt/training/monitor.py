@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
+from nmt.data import SessionBatch
 from nmt.errors import UserError
 from nmt.evaluation import memory_value_lines, perplexity
 
@@ -154,6 +155,32 @@ def attention_figure(weights, src_pieces: list[str], out_pieces: list[str]):
     ax.set_ylabel("output")
     fig.tight_layout()
     return fig
+
+
+def write_attention_images(writer, model, tokenizer, m: dict, count: int, device, step: int) -> None:
+    """Heatmaps of the decoder's attention over the first `count` sentences of a dev evaluation (evaluate_split's
+    metrics), for attention models."""
+    for i in range(min(count, len(m["source_ids"]))):
+        src_ids, hyp_ids = m["source_ids"][i], m["hypothesis_ids"][i]
+        weights = attention_map(model, src_ids, hyp_ids, tokenizer.specials, device)
+        if weights is None:
+            return
+        src_pieces = tokenizer.src_pieces(m["sources"][i])
+        out_pieces = [*tokenizer.tgt_pieces_of(hyp_ids), "</s>"]
+        writer.add_figure(f"attention/{i}", attention_figure(weights, src_pieces, out_pieces), step)
+
+
+def out_of_memory_message(batch, step: int, max_tokens: int, last_checkpoint: Path) -> str:
+    """What to tell a user whose batch (a Batch, or a SessionBatch of dialogues) did not fit: its size and the knob."""
+    sessions = isinstance(batch, SessionBatch)
+    turns = batch.turns if sessions else [batch]
+    padded = sum(t.src.numel() + t.tgt_in.numel() for t in turns)
+    what = f"{len(batch.sessions)} sessions of {len(turns)} turns" if sessions else f"{len(batch.indices)} pairs"
+    return (
+        f"step {step}: out of memory on a batch of {what}, {batch.n_tokens} target tokens"
+        f" ({padded} padded source + target positions) — lower trainer.max_tokens (now {max_tokens});"
+        f" last good checkpoint: {last_checkpoint}"
+    )
 
 
 def hparams(cfg) -> dict:

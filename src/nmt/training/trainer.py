@@ -43,14 +43,14 @@ from nmt.training.loss import LossOut, sequence_loss
 from nmt.training.monitor import (
     Meter,
     TrainingStopped,
-    attention_figure,
-    attention_map,
     find_nonfinite,
+    out_of_memory_message,
     profiler,
     report_dev,
     report_test,
     report_train,
     weights_finite,
+    write_attention_images,
 )
 from nmt.training.optim import build_optimizer, build_scheduler, describe_param_groups
 from nmt.training.run_state import (
@@ -201,7 +201,10 @@ class Trainer:
         tcfg, p = self.cfg.trainer, self.progress
         improved = m["bleu"] > p.best_bleu
         report_dev(log.info, self.writer, m, p.step, improved, tcfg.num_samples, self.run_dir / "samples")
-        self._attention_images(m)
+        if not self.sessions:  # attention_map decodes a turn alone, which is not what a memory-LSTM saw
+            write_attention_images(
+                self.writer, self.model, self.tokenizer, m, tcfg.attention_samples, self.device, p.step
+            )
 
         if not weights_finite(self.model):
             raise TrainingStopped(
@@ -237,21 +240,6 @@ class Trainer:
         return evaluate(
             *args, bleu_tokenize=self.cfg.data.bleu_tokenize, ranks=self.ranks, batch_sentences=tcfg.max_sentences
         )
-
-    def _attention_images(self, m: dict) -> None:
-        """Heatmaps of the decoder's attention over the first few evaluated dev sentences (attention models)."""
-        if self.sessions:
-            return  # attention_map decodes a turn alone, which is not what a memory-LSTM saw
-        for i in range(min(self.cfg.trainer.attention_samples, len(m["source_ids"]))):
-            src_ids, hyp_ids = m["source_ids"][i], m["hypothesis_ids"][i]
-            weights = attention_map(self.model, src_ids, hyp_ids, self.specials, self.device)
-            if weights is None:
-                return
-            src_pieces = self.tokenizer.src_pieces(m["sources"][i])
-            out_pieces = [*self.tokenizer.tgt_pieces_of(hyp_ids), "</s>"]
-            self.writer.add_figure(
-                f"attention/{i}", attention_figure(weights, src_pieces, out_pieces), self.progress.step
-            )
 
     # -- training -----------------------------------------------------------------------------------------------
 
@@ -298,7 +286,10 @@ class Trainer:
                     outs.append(self._forward_backward(batch, ratio, self.scaler.get_scale() / len(mine)))
             except (torch.cuda.OutOfMemoryError, MemoryError):
                 self.optimizer.zero_grad(set_to_none=True)
-                raise TrainingStopped(self._out_of_memory(batch)) from None
+                last = self.ckpt_dir / "last.pt"
+                raise TrainingStopped(
+                    out_of_memory_message(batch, self.progress.step + 1, tcfg.max_tokens, last)
+                ) from None
         out = LossOut(*(sum(getattr(o, f) for o in outs) for f in ("loss", "nll_sum", "n_tokens", "n_correct")))
         out.loss = out.loss / len(outs)
         loss = average_gradients(self.model, out.loss.detach().reshape(1), self.ranks)[0] / self.ranks.world
@@ -318,21 +309,6 @@ class Trainer:
         self.nonfinite_in_a_row = 0
         self.scheduler.step()
         meter.add(out, grad_norm, tcfg.clip_grad_norm)
-
-    def _out_of_memory(self, batch) -> str:
-        """What to tell a user whose batch did not fit: its size and the knob."""
-        turns = batch.turns if self.sessions else [batch]
-        padded = sum(t.src.numel() + t.tgt_in.numel() for t in turns)
-        what = (
-            f"{len(batch.sessions)} sessions of {len(turns)} turns"
-            if self.sessions
-            else f"{len(turns[0].indices)} pairs"
-        )
-        return (
-            f"step {self.progress.step + 1}: out of memory on a batch of {what}, {batch.n_tokens} target tokens"
-            f" ({padded} padded source + target positions) — lower trainer.max_tokens (now"
-            f" {self.cfg.trainer.max_tokens}); last good checkpoint: {self.ckpt_dir / 'last.pt'}"
-        )
 
     def _skip_nonfinite(self, batch, ratio: float) -> None:
         """Skip an update whose loss or gradient is not finite; after too many in a row, stop and name the cause."""
