@@ -27,7 +27,7 @@ DAILYDIALOG = SHARED / "dailydialog"
 
 
 def load_script():
-    """fetch_corpus imported as a module (corpus_recipes, which it imports, imports it by that name)."""
+    """fetch_corpus imported as a module, with the modules beside it that it imports."""
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         return importlib.import_module("fetch_corpus")
@@ -36,7 +36,8 @@ def load_script():
 
 
 fc = load_script()
-cr = sys.modules["corpus_recipes"]
+ff, dd = sys.modules["fetch_files"], sys.modules["fetch_dailydialog"]
+cr, rb = sys.modules["corpus_recipes"], sys.modules["recipe_build"]
 
 
 def run(*args) -> subprocess.CompletedProcess:
@@ -247,9 +248,9 @@ def synthetic_dd(monkeypatch) -> dict[str, bytes]:
         ("train/dialogues_train.txt.gz" if s == "train" else f"{s}/dialogues_{s}.txt"): digest[f"{s}/dialogues_{s}.txt"]
         for s in SPLITS
     }
-    monkeypatch.setattr(fc, "DAILYDIALOG_TEXT", text)
+    monkeypatch.setattr(dd, "DAILYDIALOG_TEXT", text)
     monkeypatch.setattr(
-        fc, "DAILYDIALOG_LABELS", {rel: sha for rel, sha in digest.items() if "_act_" in rel or "_emotion_" in rel}
+        dd, "DAILYDIALOG_LABELS", {rel: sha for rel, sha in digest.items() if "_act_" in rel or "_emotion_" in rel}
     )
     return files
 
@@ -310,12 +311,12 @@ def check_dailydialog_output(out: Path, files: dict[str, bytes], stdout: str) ->
         target = dest / ("train/dialogues_train.txt.gz" if rel == "train/dialogues_train.txt" else rel)
         assert dd_content(target) == data, rel
     assert not (dest / "train" / "dialogues_train.txt").exists()
-    for rel, expected in fc.DAILYDIALOG_TEXT.items():
+    for rel, expected in dd.DAILYDIALOG_TEXT.items():
         assert hashlib.sha256(dd_content(dest / rel)).hexdigest() == expected
     readme = (dest / "README.md").read_text(encoding="utf-8")
-    assert fc.DAILYDIALOG_URL in readme
+    assert dd.DAILYDIALOG_URL in readme
     assert "CC BY-NC-SA 4.0 (non-commercial" in readme and "Li et al. 2017" in readme
-    for rel, sha in fc.DAILYDIALOG_TEXT.items():
+    for rel, sha in dd.DAILYDIALOG_TEXT.items():
         assert f"| {rel} | " in readme and sha in readme
     assert f"use: nmt-train data=dailydialog paths.corpora_dir={out.resolve()}" in stdout
     assert no_temp_files(out)
@@ -369,20 +370,20 @@ def test_dailydialog_download_reads_the_nested_zips(tmp_path, capsys, monkeypatc
         urls.append(url)
         shutil.copyfile(archive, dest)
 
-    monkeypatch.setattr(fc, "download", fake_download)
+    monkeypatch.setattr(ff, "download", fake_download)
     code, stdout, err = dd_main(capsys, "--out", tmp_path / "corpora")
     assert code == 0, err
-    assert urls == [fc.DAILYDIALOG_URL]
+    assert urls == [dd.DAILYDIALOG_URL]
     check_dailydialog_output(tmp_path / "corpora", synthetic_dd, stdout)
     assert not (tmp_path / "corpora" / "dailydialog" / "ijcnlp_dailydialog.zip").exists()
     assert [p.name for p in (tmp_path / "corpora" / "dailydialog").iterdir() if p.is_file()] == ["README.md"]
 
 
 def test_dailydialog_download_that_is_not_a_zip_is_one_line(tmp_path, capsys, monkeypatch, synthetic_dd):
-    monkeypatch.setattr(fc, "download", lambda url, dest: Path(dest).write_text("<html>moved</html>\n"))
+    monkeypatch.setattr(ff, "download", lambda url, dest: Path(dest).write_text("<html>moved</html>\n"))
     code, _, err = dd_main(capsys, "--out", tmp_path)
     assert code == 1 and err.count("\n") == 1
-    assert err.startswith(f"fetch_corpus: {fc.DAILYDIALOG_URL}: not a valid zip file (")
+    assert err.startswith(f"fetch_corpus: {dd.DAILYDIALOG_URL}: not a valid zip file (")
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
@@ -420,10 +421,10 @@ def test_dailydialog_mismatch_names_the_file(tmp_path, capsys, synthetic_dd, sou
     code, _, err = dd_main(capsys, "--from-local", local, "--out", out)
     assert code == 1 and err.count("\n") == 1
     assert err.startswith(
-        f"fetch_corpus: {label}: sha256 mismatch (expected {fc.DAILYDIALOG_TEXT['test/dialogues_test.txt']}"
+        f"fetch_corpus: {label}: sha256 mismatch (expected {dd.DAILYDIALOG_TEXT['test/dialogues_test.txt']}"
     )
     assert hashlib.sha256(files["test/dialogues_test.txt"]).hexdigest() in err
-    assert err.rstrip().endswith(f"download it again from {fc.DAILYDIALOG_URL}")
+    assert err.rstrip().endswith(f"download it again from {dd.DAILYDIALOG_URL}")
     assert not (out / "dailydialog" / "test" / "dialogues_test.txt").exists()
     assert no_temp_files(out)
 
@@ -445,7 +446,7 @@ def test_dailydialog_existing_files_are_kept_unless_forced(tmp_path, capsys, mon
     targets = sorted(p for p in (out / "dailydialog").rglob("dialogues_*"))
     inodes = [p.stat().st_ino for p in targets]
 
-    monkeypatch.setattr(fc, "download", lambda url, dest: pytest.fail(f"downloaded {url}"))
+    monkeypatch.setattr(ff, "download", lambda url, dest: pytest.fail(f"downloaded {url}"))
     code, stdout, err = dd_main(capsys, "--out", out)  # everything is there: no download
     assert code == 0, err
     assert stdout.count("kept ") == len(synthetic_dd) and "fetched" not in stdout
@@ -515,7 +516,7 @@ def offline(monkeypatch):
     [
         ("multi30k", fc.MULTI30K_URL + "train.en.gz"),
         ("tatoeba_cmn", fc.TATOEBA_URL),
-        ("dailydialog", fc.DAILYDIALOG_URL),
+        ("dailydialog", dd.DAILYDIALOG_URL),
     ],
 )
 def test_network_failure_is_one_line(tmp_path, capsys, offline, corpus, url):
@@ -708,12 +709,12 @@ def test_iwslt14_download_falls_back_to_the_mirror(tmp_path, capsys, monkeypatch
         urls.append(url)
         if url == cr.IWSLT14_ARCHIVE.urls[0]:
             if primary == "refused":
-                raise fc.DownloadError(url, "Connection refused")
+                raise ff.DownloadError(url, "Connection refused")
             Path(dest).write_text("<html>moved</html>\n")
         else:
             shutil.copyfile(iwslt_dir / "de-en.tgz", dest)
 
-    monkeypatch.setattr(fc, "download", fake_download)
+    monkeypatch.setattr(ff, "download", fake_download)
     out = tmp_path / "corpora"
     code, _, err = main_(capsys, "iwslt14_de_en", "--out", out)
     assert code == 0, err
@@ -736,7 +737,7 @@ def test_iwslt14_existing_corpus_is_kept_unless_forced(tmp_path, capsys, monkeyp
     files = sorted((out / "iwslt14-de-en").glob("*.gz"))
     inodes = [p.stat().st_ino for p in files]
 
-    monkeypatch.setattr(fc, "download", lambda url, dest: pytest.fail(f"downloaded {url}"))
+    monkeypatch.setattr(ff, "download", lambda url, dest: pytest.fail(f"downloaded {url}"))
     code, stdout, err = main_(capsys, "iwslt14_de_en", "--out", out)
     assert code == 0, err
     assert stdout.count("kept ") == 6 and "wrote " not in stdout
@@ -808,7 +809,7 @@ def test_iwslt14_bad_archive_is_one_line(tmp_path, capsys, iwslt_dir, how):
 
 def test_iwslt14_bad_download_is_deleted_for_the_next_run(tmp_path, capsys, monkeypatch, iwslt_dir):
     damage_iwslt(iwslt_dir, "misaligned train")
-    monkeypatch.setattr(fc, "download", lambda url, dest: shutil.copyfile(iwslt_dir / "de-en.tgz", dest))
+    monkeypatch.setattr(ff, "download", lambda url, dest: shutil.copyfile(iwslt_dir / "de-en.tgz", dest))
     out = tmp_path / "corpora"
     code, _, err = main_(capsys, "iwslt14_de_en", "--out", out)
     assert_failed_cleanly(code, err, out, f"{cr.IWSLT14_ARCHIVE.urls[0]}:train.tags.de-en.en has 49")
@@ -958,10 +959,10 @@ def test_wmt14_download_is_resumed_and_then_removed(tmp_path, capsys, monkeypatc
     def fake_download(url, dest):
         urls.append(url)
         if url.endswith("test-full.tgz") and len(urls) < 6:
-            raise fc.DownloadError(url, "Connection reset by peer")
+            raise ff.DownloadError(url, "Connection reset by peer")
         shutil.copyfile(local / url.rsplit("/", 1)[-1], dest)
 
-    monkeypatch.setattr(fc, "download", fake_download)
+    monkeypatch.setattr(ff, "download", fake_download)
     out = tmp_path / "corpora"
     code, _, err = main_(capsys, "wmt14_en_de", "--out", out)
     assert_failed_cleanly(code, err, out, f"cannot download {cr.WMT14_TEST.urls[0]}: Connection reset by peer")
@@ -1002,7 +1003,7 @@ def test_data_config_composes_and_reads_the_recipe_output(tmp_path, recipe):
         assert list(cfg.data[key]) == [str(path) for path in outputs[split]]
     if recipe.key == "iwslt14_de_en":  # what the recipe writes, nmt reads
         make_tar(tmp_path / "de-en.tgz", iwslt_members())
-        cr.fetch(recipe, tmp_path, tmp_path, force=False)
+        rb.fetch(recipe, tmp_path, tmp_path, force=False)
         pairs = read_corpus(list(cfg.data.train))
         assert len(pairs) == 45 and pairs[0].src == "Speaker 0: Titel 0"
 
@@ -1014,9 +1015,9 @@ def test_download_shows_progress(tmp_path, capsys, monkeypatch):
         headers = {"Content-Length": str(len(payload))}
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(payload))
-    monkeypatch.setattr(fc, "CHUNK", 1000)
-    monkeypatch.setattr(fc, "PROGRESS_EVERY", 4000)
-    fc.download("https://example.org/big.tgz", tmp_path / "big.tgz")
+    monkeypatch.setattr(ff, "CHUNK", 1000)
+    monkeypatch.setattr(ff, "PROGRESS_EVERY", 4000)
+    ff.download("https://example.org/big.tgz", tmp_path / "big.tgz")
     assert (tmp_path / "big.tgz").read_bytes() == payload
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("downloading https://example.org/big.tgz: 0.0 MiB of 0.0 MiB (40%)")
