@@ -244,6 +244,14 @@ CLI_CASES = {
         2,
         r"Error merging override beam_size=1\.5: Value '1\.5' of type 'float' could not be converted to Integer$",
     ),
+    "eval-stop-rule": (
+        "nmt-eval",
+        "in-process",
+        ["ckpt={ckpt}", "beam_size=2", "stop=first"],
+        None,
+        2,
+        r"search\.stop=first: not a stopping rule — use one of bound, full_beam, top_eos$",
+    ),
     "eval-without-ckpt": ("nmt-eval", "in-process", [], None, 2, r"ckpt: not set — add ckpt=<value> to the command"),
     "eval-ckpt-nowhere": ("nmt-eval", "subprocess", ["ckpt=/nowhere"], None, 2, r"/nowhere: no checkpoint there"),
     "translate-nothing-under-outputs": (

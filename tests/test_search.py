@@ -134,3 +134,39 @@ def test_repetition_penalty_and_ngram_blocking_stop_a_loop():
     for hyp in beam_search(loop, SRC, LENGTHS, SPECIALS, blocked)[0]:
         bigrams = list(zip(hyp.tokens, hyp.tokens[1:], strict=False))
         assert len(bigrams) == len(set(bigrams)), hyp
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_stopping_at_the_first_best_eos_is_exact_without_length_penalty(name):
+    # With alpha 0 scores only fall as hypotheses grow: once a step's best candidate is EOS nothing can beat it,
+    # so top_eos finds the same best hypothesis as the bound rule, in no more steps.
+    for seed in range(3):
+        model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=seed), _sources(seed)
+        best = {}
+        for stop in ("bound", "top_eos"):
+            cfg = SearchConfig(beam_size=4, length_penalty=0.0, max_len_a=1.5, max_len_b=4, stop=stop)
+            best[stop] = [nbest[0] for nbest in beam_search(model, src, lengths, SPECIALS, cfg)]
+        assert [h.tokens for h in best["top_eos"]] == [h.tokens for h in best["bound"]]
+        assert [h.score for h in best["top_eos"]] == pytest.approx([h.score for h in best["bound"]], abs=1e-4)
+
+
+def test_each_stopping_rule_stops_where_it_says():
+    def best(table, stop, alpha):
+        cfg = SearchConfig(beam_size=2, length_penalty=alpha, max_len_a=1.0, max_len_b=2, stop=stop)
+        return _tokens(beam_search(_BigramModel(table), SRC, LENGTHS, SPECIALS, cfg))[0][0]
+
+    # bos -> EOS 0.4 | a 0.35 | b 0.25, then a and b end. Step 0's best candidate is EOS: top_eos returns the empty
+    # output. The others wait for a second finished one, "a", which wins with alpha 1: log 0.35 / (7/6) = -0.90
+    # against log 0.4 / 1 = -0.92.
+    early = _table({2: {3: 0.4, 4: 0.35, 5: 0.25}, 4: {3: 1.0}, 5: {3: 1.0}})
+    assert [best(early, stop, 1.0) for stop in ("top_eos", "full_beam", "bound")] == [[], [4], [4]]
+    # The table of the test above: after step 1 two hypotheses have ended, so full_beam stops with "a", while the
+    # bound rule waits for "a c EOS".
+    late = _table({2: {4: 0.55, 5: 0.45}, 4: {3: 0.5, 6: 0.47, 4: 0.03}, 5: {3: 0.6, 6: 0.4}, 6: {3: 1.0}})
+    assert [best(late, stop, 2.0) for stop in ("full_beam", "bound")] == [[4], [4, 6]]
+
+
+def test_an_unknown_stopping_rule_is_a_one_line_error():
+    model = _BigramModel(_table({2: {3: 1.0}}))
+    with pytest.raises(ValueError, match=r"search\.stop=first: not a stopping rule"):
+        beam_search(model, SRC, LENGTHS, SPECIALS, SearchConfig(beam_size=2, stop="first"))

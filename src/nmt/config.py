@@ -137,6 +137,9 @@ class SearchConfig:
     repetition_penalty: float = 1.0  # > 1 discourages tokens already emitted (log-probabilities scaled by it)
     no_repeat_ngram_size: int = 0  # > 0 blocks repeating any n-gram of this size
     nbest: int = 1  # hypotheses returned per sentence (beam search; at most beam_size)
+    # When beam search is done with a sentence: bound (no unfinished hypothesis can beat the beam_size-th
+    # finished), full_beam (beam_size finished, as fairseq) or top_eos (a step's best candidate ends, as OpenNMT-py)
+    stop: str = "bound"
     batch_size: int = 64  # sentences per decoding batch
 
 

@@ -15,6 +15,7 @@ from nmt.config import DataConfig
 from nmt.data import PreparedData, encode_corpus, make_normalizer, read_lines, read_splits
 from nmt.data.dataset import dialogue_pairs
 from nmt.decoding import translate_texts
+from nmt.decoding.search import check_search
 from nmt.errors import UserError
 from nmt.evaluation import corpus_scores, evaluate_dialogue, is_degenerate, memory_value_lines
 from nmt.training.checkpoint import load_for_inference, resolve_checkpoint
@@ -122,6 +123,7 @@ def evaluate_sessions(cfg, path: Path, model, tokenizer, run_cfg, device) -> dic
 
 def evaluate(cfg) -> dict:
     """Decode and score as an EvalConfig says; returns the record it writes as JSON."""
+    check_search(cfg)
     path = resolve_checkpoint(cfg.ckpt, "best.pt")
     device = resolve_device(cfg.device)
     model, tokenizer, run_cfg = load_for_inference(path, device)

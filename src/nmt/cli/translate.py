@@ -11,6 +11,7 @@ from nmt.cli import compose_config, reports_errors
 from nmt.data import make_normalizer
 from nmt.decoding import translate_texts
 from nmt.decoding.chat import Chat
+from nmt.decoding.search import check_search
 from nmt.training.checkpoint import load_for_inference, newest_checkpoint, resolve_checkpoint
 from nmt.training.device import resolve_device
 
@@ -118,6 +119,7 @@ def _chat(model, tokenizer, run_cfg, cfg, device, text: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     overrides, text = split_arguments(sys.argv[1:] if argv is None else argv)
     cfg = compose_config("translate", overrides)
+    check_search(cfg)
     path = resolve_checkpoint(cfg.ckpt, "best.pt") if cfg.ckpt else newest_checkpoint(cfg.paths.log_dir)
     device = resolve_device(cfg.device)
     model, tokenizer, run_cfg = load_for_inference(path, device)

@@ -22,6 +22,17 @@ def output_limits(src_lengths: torch.Tensor, max_len_a: float, max_len_b: int) -
     return (src_lengths.float() * max_len_a + max_len_b).long().clamp(min=1)
 
 
+STOP_RULES = ("bound", "full_beam", "top_eos")
+
+
+def check_search(cfg) -> None:
+    """UserError unless cfg (a SearchConfig) names a stopping rule and an nbest that beam search can follow."""
+    if cfg.stop not in STOP_RULES:
+        raise UserError(f"search.stop={cfg.stop}: not a stopping rule — use one of {', '.join(STOP_RULES)}")
+    if not 1 <= cfg.nbest <= cfg.beam_size:
+        raise UserError(f"nbest={cfg.nbest}: must be between 1 and beam_size={cfg.beam_size}")
+
+
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT length normalisation ((5 + length) / 6) ** alpha (Wu et al., 2016); alpha 0 gives 1."""
     return ((5.0 + length) / 6.0) ** alpha
@@ -103,16 +114,18 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
 
     enc: as for greedy_search.
 
-    A hypothesis finishes when EOS is among the top `beam_size` candidates. A sentence is done once it has
-    `beam_size` finished hypotheses and its best unfinished one, normalised at the earliest length it could finish
-    with, scores below the worst of them. With length_penalty 0 that is exact (log-probabilities only fall as a
-    hypothesis grows); with alpha > 0 a longer finish divides by a larger penalty and could still win, so it is a
-    heuristic, one that decodes ~5% more steps than stopping at `beam_size` finished hypotheses (fairseq's rule).
+    A hypothesis finishes when EOS is among the top `beam_size` candidates. When a sentence is done is cfg.stop:
+    - "bound": once it has `beam_size` finished hypotheses and its best unfinished one, normalised at the earliest
+      length it could finish with, scores below the worst of them. With length_penalty 0 that is exact
+      (log-probabilities only fall as a hypothesis grows); with alpha > 0 a longer finish divides by a larger
+      penalty and could still win, so it is a heuristic.
+    - "full_beam": once it has `beam_size` finished hypotheses (fairseq's rule).
+    - "top_eos": once the best candidate of a step is EOS and nbest hypotheses have finished (OpenNMT-py's rule);
+      exact too for length_penalty 0 and nbest 1, and the fewest steps.
     Done sentences leave the batch.
     """
+    check_search(cfg)
     batch, k, alpha = src.size(0), cfg.beam_size, cfg.length_penalty
-    if not 1 <= cfg.nbest <= k:
-        raise UserError(f"nbest={cfg.nbest}: must be between 1 and beam_size={k}")
     device = src.device
     enc = model.encode(src, src_lengths) if enc is None else enc
     state = model.init_state(enc)
@@ -129,6 +142,7 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
     alive = torch.arange(batch, device=device)  # the sentence of each row of `scores`
     # The k-th best finished score of each alive sentence: -inf until it has k finished hypotheses.
     kth_best = torch.full((batch,), float("-inf"), device=device)
+    n_finished = torch.zeros(batch, dtype=torch.long, device=device)
     beams = torch.arange(k, device=device)
 
     for step in range(steps):
@@ -150,6 +164,7 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
             for row, hyp in zip(b.tolist(), hyps, strict=True):
                 sentence = finished[alive[row]]
                 sentence.append(hyp)
+                n_finished[row] = len(sentence)
                 if len(sentence) >= k:
                     kth_best[row] = sorted(sentence, reverse=True)[k - 1].score
 
@@ -160,12 +175,18 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
         source_rows = rows + beam_of.gather(1, keep)
         prev = token.gather(1, keep).view(-1)
 
-        done = torch.isfinite(kth_best) & (scores[:, 0] / length_penalty(step + 2, alpha) <= kth_best)
+        if cfg.stop == "top_eos":
+            done = ended[:, 0] & (n_finished >= cfg.nbest)
+        elif cfg.stop == "full_beam":
+            done = torch.isfinite(kth_best)
+        else:
+            done = torch.isfinite(kth_best) & (scores[:, 0] / length_penalty(step + 2, alpha) <= kth_best)
         if done.any():
             going = (~done).nonzero().squeeze(1)
             if not going.numel():
                 break
-            alive, scores, kth_best, source_rows = alive[going], scores[going], kth_best[going], source_rows[going]
+            alive, scores, source_rows = alive[going], scores[going], source_rows[going]
+            kth_best, n_finished = kth_best[going], n_finished[going]
             prev, limits = prev.view(-1, k)[going].view(-1), limits.view(-1, k)[going].view(-1)
             enc = enc.reorder((going.unsqueeze(1) * k + beams).view(-1))
         source_rows = source_rows.view(-1)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nmt.data import TokenBatchSampler, collate, collate_sessions, prepare_data, session_sampler
+from nmt.decoding.search import check_search
 from nmt.errors import UserError
 from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, json_scores
 from nmt.models import build_model, count_parameters, describe, model_width
@@ -91,7 +92,9 @@ class Trainer:
         if tcfg.accumulate_grad_batches < 1:
             raise UserError(f"trainer.accumulate_grad_batches={tcfg.accumulate_grad_batches}: must be at least 1")
         self.per_step = self.ranks.world * tcfg.accumulate_grad_batches  # batches of the sampler per optimizer step
-        bleu_metric(cfg.data.bleu_tokenize)  # a misspelt tokenizer fails now, not at the first evaluation
+        # A misspelt tokenizer or stopping rule fails now, not at the first evaluation.
+        bleu_metric(cfg.data.bleu_tokenize)
+        check_search(tcfg.search)
         self.autocast, self.scaler = mixed_precision(tcfg.precision, self.device)
         # A memory-LSTM trains a whole dialogue at a time; other models train on (turn, reply) pairs of one.
         self.sessions = cfg.model.name == "memory_lstm"
