@@ -4,6 +4,7 @@
     python scripts/benchmark.py peers --steps 3000              # decoding is compared on models trained this long
     python scripts/benchmark.py peers --precision bf16-mixed    # training under bf16 autocast
     python scripts/benchmark.py peers --profile                 # the top operators of 10 training steps
+    python scripts/benchmark.py peers --steps 3000 --decode-only --stop top_eos   # decode again, another stop rule
     python scripts/benchmark.py peers --run-peers opennmt-py --run-peers fairseq   # their bench.sh first
 
 The data are the protocol's prepared files (the seeded 20k/500/1000 split of Tatoeba en->fr and its joint
@@ -37,6 +38,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from nmt.decoding.search import STOP_RULES
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PEER_NAMES = {"transformer": "transformer", "lstm_attn": "rnn"}  # nmt model -> the peers' model key
@@ -64,7 +67,8 @@ LOG_LINE = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\]\[nmt\.train\]\[INFO\] - step (\d+)/\d+ \|.* (\d+) tok/s"
 )
 
-# One decoding measurement in a fresh process; argv: checkpoint, beam, reps, test source file, hypotheses file.
+# One decoding measurement in a fresh process; argv: checkpoint, beam, reps, test source file, hypotheses file,
+# threads, beam search's stopping rule.
 DECODE = r"""
 import json, sys, time
 import torch
@@ -78,7 +82,7 @@ torch.set_num_threads(int(sys.argv[6]))
 model, tokenizer, run_cfg = load_for_inference(ckpt, torch.device("cpu"))
 normalize = make_normalizer(run_cfg["data"])
 texts = [normalize(line) for line in read_lines(src)]
-cfg = SearchConfig(beam_size=beam, max_len_a=0.0, max_len_b=100, batch_size=64)
+cfg = SearchConfig(beam_size=beam, max_len_a=0.0, max_len_b=100, batch_size=64, stop=sys.argv[7])
 seconds = []
 for _ in range(reps):
     start = time.perf_counter()
@@ -173,7 +177,7 @@ def decode(model: str, beam: int, args, trained: dict, out: Path) -> dict:
 
     hyp_file = out / model / f"hyp.b{beam}.txt"
     cmd = [sys.executable, "-c", DECODE, trained["checkpoint"], str(beam), str(args.reps)]
-    cmd += [str(args.data / "test.src"), str(hyp_file), str(args.threads)]
+    cmd += [str(args.data / "test.src"), str(hyp_file), str(args.threads), args.stop]
     rss, code = run_measured(cmd, out / f"{model}.b{beam}.out", args.threads)
     if code:
         raise SystemExit(f"benchmark: decoding {model} (beam {beam}) failed; see {out / f'{model}.b{beam}.out'}")
@@ -191,6 +195,7 @@ def decode(model: str, beam: int, args, trained: dict, out: Path) -> dict:
         "hyp_words_per_sent": round(sum(len(h.split()) for h in hyps) / len(hyps), 2),
         "peak_rss_mb": round(rss),
         "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2),
+        "stop": args.stop,
     }
 
 
@@ -284,6 +289,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
     parser.add_argument("--reps", type=int, default=3, help="timed decoding passes (the median is reported)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--stop", default="bound", choices=STOP_RULES, help="beam search's stopping rule (search.stop)")
     parser.add_argument("--peers-root", type=Path, default=Path(os.environ.get("PEERS_ROOT", cache / "nmt-peers")))
     parser.add_argument("--peers-dir", type=Path, default=SHARED / "peers", help="the peers' scripts")
     parser.add_argument("--corpus", type=Path, default=SHARED / "data" / "tatoeba-fra-eng" / "fra.txt.gz")
