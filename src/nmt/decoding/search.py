@@ -161,10 +161,10 @@ def beam_search(model, src, src_lengths, specials, cfg, enc=None) -> list[list[H
         if ended.any():
             b, rank = ended.nonzero().unbind(1)
             hyps = _finish(top_scores[b, rank], tokens[(rows + beam_of)[b, rank]], step, alpha)
+            n_finished.index_add_(0, b, torch.ones_like(b))
             for row, hyp in zip(b.tolist(), hyps, strict=True):
                 sentence = finished[alive[row]]
                 sentence.append(hyp)
-                n_finished[row] = len(sentence)
                 if len(sentence) >= k:
                     kth_best[row] = sorted(sentence, reverse=True)[k - 1].score
 
