@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.base import EncoderOut, LSTMState
+from nmt.models.linear import Linear
 from nmt.models.lstm_attn import LSTMAttention
 from nmt.models.transformer import Transformer
 
@@ -41,8 +42,8 @@ class TurnMemory(nn.Module):
         self.mode = mode
         self.hidden_size = hidden_size
         self.rnn = nn.LSTM(dim, hidden_size, batch_first=True)
-        self.gate = nn.Linear(hidden_size, dim)  # W1
-        self.value = nn.Linear(hidden_size, dim)  # W2
+        self.gate = Linear(hidden_size, dim)  # W1
+        self.value = Linear(hidden_size, dim)  # W2
 
     def initial_state(self, batch: int, device) -> LSTMState:
         """The empty memory a session starts from: zeros (1, batch, hidden)."""

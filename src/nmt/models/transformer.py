@@ -12,6 +12,7 @@ from torch import nn
 from nmt.errors import UserError
 from nmt.models.base import EncoderOut
 from nmt.models.dropout import Dropout, dropout
+from nmt.models.linear import Linear
 
 _NORMS = ("pre", "post")
 _POSITIONS = ("sinusoidal", "learned")
@@ -66,10 +67,10 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
-        self.query = nn.Linear(d_model, d_model)
-        self.key = nn.Linear(d_model, d_model)
-        self.value = nn.Linear(d_model, d_model)
-        self.out = nn.Linear(d_model, d_model)
+        self.query = Linear(d_model, d_model)
+        self.key = Linear(d_model, d_model)
+        self.value = Linear(d_model, d_model)
+        self.out = Linear(d_model, d_model)
 
     def split_heads(self, x):
         """(batch, len, d_model) -> (batch, heads, len, d_head)"""
@@ -122,10 +123,10 @@ class Residual(nn.Module):
 def feed_forward(cfg) -> nn.Sequential:
     """Position-wise feed-forward block: (..., d_model) -> (..., d_model)"""
     return nn.Sequential(
-        nn.Linear(cfg.d_model, cfg.ffn_dim),
+        Linear(cfg.d_model, cfg.ffn_dim),
         _ACTIVATIONS[cfg.activation](),
         Dropout(cfg.dropout),
-        nn.Linear(cfg.ffn_dim, cfg.d_model),
+        Linear(cfg.ffn_dim, cfg.d_model),
     )
 
 
@@ -224,7 +225,7 @@ class Transformer(nn.Module):
         self.encoder_norm = nn.LayerNorm(cfg.d_model) if pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(cfg.d_model) if pre_norm else nn.Identity()
         # No bias (as in Vaswani et al.): the output layer is a plain projection, the target embedding when tied.
-        self.output = nn.Linear(cfg.d_model, tgt_vocab_size, bias=False)
+        self.output = Linear(cfg.d_model, tgt_vocab_size, bias=False)
         if cfg.share_embeddings:
             self.output.weight = self.tgt_embed.weight
 

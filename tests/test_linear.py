@@ -1,0 +1,72 @@
+"""nmt.models.linear: the oneDNN path computes what F.linear computes, forward and backward, and is the one taken."""
+
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nmt.models import linear as linear_module
+from nmt.models.linear import MIN_ROWS, Linear, linear
+
+onednn = pytest.mark.skipif(linear_module._OP is None, reason="this torch build has no oneDNN linear")
+
+
+def _inputs(shape, out_features, bias, transposed, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    if transposed:  # a strided view, as teacher forcing's x[:, 0] or the attention's transposes give
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    weight = torch.randn(out_features, shape[-1], generator=g) / shape[-1] ** 0.5
+    b = torch.randn(out_features, generator=g) if bias else None
+    return [t.requires_grad_() if t is not None else None for t in (x, weight, b)]
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (8, 13, 48), (3, 48)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matches_f_linear_forward_and_backward(shape, bias, transposed):
+    mine = _inputs(shape, 40, bias, transposed)
+    ref = [t.detach().clone().requires_grad_() if t is not None else None for t in mine]
+    out, expected = linear(*mine), F.linear(*ref)
+    grad = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for got, want in zip(mine, ref, strict=True):
+        if got is not None:
+            torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-5)
+
+
+@onednn
+def test_onednn_path_taken_for_fp32_cpu_batches_only():
+    x, weight, bias = _inputs((MIN_ROWS, 32), 24, True, False)
+    assert type(linear(x, weight, bias).grad_fn).__name__ == "_OneDnnLinearBackward"
+    assert type(linear(x[: MIN_ROWS - 1], weight, bias).grad_fn).__name__ != "_OneDnnLinearBackward"
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast's own bf16 products, already on oneDNN
+        out = linear(x, weight, bias)
+    assert out.dtype == torch.bfloat16 and type(out.grad_fn).__name__ != "_OneDnnLinearBackward"
+
+
+@onednn
+def test_frozen_weight_and_tied_weight_gradients():
+    layer = Linear(32, 24)
+    layer.weight.requires_grad_(False)
+    x = torch.randn(MIN_ROWS, 32, requires_grad=True)
+    layer(x).sum().backward()
+    assert layer.weight.grad is None and x.grad is not None and layer.bias.grad is not None
+
+    tied = Linear(32, 24, bias=False)
+    rows = torch.randn(MIN_ROWS, 32)
+    (tied(rows).sum() + linear(rows, tied.weight).sum()).backward()  # one weight used twice, as tied embeddings are
+    expected = 2 * torch.ones(24, MIN_ROWS) @ rows
+    torch.testing.assert_close(tied.weight.grad, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_environment_keeps_torchs_own_path(monkeypatch):
+    monkeypatch.setenv("NMT_CPU_MATMUL", "blas")
+    try:
+        assert importlib.reload(linear_module)._OP is None
+    finally:
+        monkeypatch.delenv("NMT_CPU_MATMUL")
+        importlib.reload(linear_module)
