@@ -31,6 +31,11 @@ _OP = _onednn_linear_op()
 MIN_ROWS = 16
 
 
+def cpu_matmul() -> str:
+    """Which library multiplies fp32 CPU matrices in Linear, for the training log."""
+    return "oneDNN" if _OP is not None else "torch's BLAS"
+
+
 def _product(a, b, bias=None):
     """a @ b.T (+ bias) on oneDNN: a (..., k), b (n, k) -> (..., n); either may be a strided view."""
     return _OP(a, b, bias, "none", [], "")

@@ -23,6 +23,7 @@ from nmt.decoding.search import check_search
 from nmt.errors import UserError
 from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, json_scores
 from nmt.models import build_model, count_parameters, describe, model_width
+from nmt.models.linear import cpu_matmul
 from nmt.training.checkpoint import (
     copy_checkpoint,
     load_checkpoint,
@@ -405,8 +406,9 @@ class Trainer:
         log.info("model: %s", describe(self.model, self.cfg.model))
         for line in describe_param_groups(self.model, self.cfg.optim):
             log.info("parameters: %s", line)
+        device = f"{self.device} (fp32 linear products: {cpu_matmul()})" if self.device.type == "cpu" else self.device
         log.info(
-            "device %s | %d batches per epoch | training for %d steps", self.device, len(self.sampler), self.total_steps
+            "device %s | %d batches per epoch | training for %d steps", device, len(self.sampler), self.total_steps
         )
 
     def _finish(self) -> dict:
