@@ -47,7 +47,6 @@ class _OneDnnLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return _product(x, weight, bias)
 
     @staticmethod
@@ -59,7 +58,7 @@ class _OneDnnLinear(torch.autograd.Function):
             grad_x = _product(grad, weight.t())
         if ctx.needs_input_grad[1]:
             grad_weight = _product(rows.t(), x.reshape(-1, x.size(-1)).t())
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False when there is no bias
             grad_bias = rows.sum(0)
         return grad_x, grad_weight, grad_bias
 
