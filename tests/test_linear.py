@@ -1,15 +1,36 @@
-"""nmt.models.linear: the oneDNN path computes what F.linear computes, forward and backward, and is the one taken."""
-
-import importlib
+"""nmt.models.linear: the oneDNN path computes what F.linear computes, forward and backward, and is taken where
+NMT_CPU_MATMUL and the CPU choose it."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from nmt.errors import UserError
 from nmt.models import linear as linear_module
-from nmt.models.linear import MIN_ROWS, Linear, linear
+from nmt.models.linear import MIN_ROWS, Linear, linear, onednn_linear_op
 
-onednn = pytest.mark.skipif(linear_module._OP is None, reason="this torch build has no oneDNN linear")
+
+def _choose(monkeypatch, choice, vendor=None):
+    """Set NMT_CPU_MATMUL (and the CPU vendor Linear reads) for one test; the choice is made afresh."""
+    monkeypatch.setenv("NMT_CPU_MATMUL", choice)
+    if vendor is not None:
+        monkeypatch.setattr(linear_module, "cpu_vendor", lambda: vendor)
+    onednn_linear_op.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choice():
+    """Every test starts and leaves with the choice unmade, so none sees another's environment."""
+    onednn_linear_op.cache_clear()
+    yield
+    onednn_linear_op.cache_clear()
+
+
+@pytest.fixture
+def on_onednn(monkeypatch):
+    _choose(monkeypatch, "onednn")
+    if onednn_linear_op() is None:
+        pytest.skip("this torch build has no oneDNN linear")
 
 
 def _inputs(shape, out_features, bias, transposed, seed=0):
@@ -25,7 +46,7 @@ def _inputs(shape, out_features, bias, transposed, seed=0):
 @pytest.mark.parametrize("shape", [(64, 48), (8, 13, 48), (3, 48)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_matches_f_linear_forward_and_backward(shape, bias, transposed):
+def test_matches_f_linear_forward_and_backward(on_onednn, shape, bias, transposed):
     mine = _inputs(shape, 40, bias, transposed)
     ref = [t.detach().clone().requires_grad_() if t is not None else None for t in mine]
     out, expected = linear(*mine), F.linear(*ref)
@@ -38,8 +59,7 @@ def test_matches_f_linear_forward_and_backward(shape, bias, transposed):
             torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-5)
 
 
-@onednn
-def test_onednn_path_taken_for_fp32_cpu_batches_only():
+def test_onednn_path_taken_for_fp32_cpu_batches_only(on_onednn):
     x, weight, bias = _inputs((MIN_ROWS, 32), 24, True, False)
     assert type(linear(x, weight, bias).grad_fn).__name__ == "_OneDnnLinearBackward"
     assert type(linear(x[: MIN_ROWS - 1], weight, bias).grad_fn).__name__ != "_OneDnnLinearBackward"
@@ -48,8 +68,7 @@ def test_onednn_path_taken_for_fp32_cpu_batches_only():
     assert out.dtype == torch.bfloat16 and type(out.grad_fn).__name__ != "_OneDnnLinearBackward"
 
 
-@onednn
-def test_frozen_weight_and_tied_weight_gradients():
+def test_frozen_weight_and_tied_weight_gradients(on_onednn):
     layer = Linear(32, 24)
     layer.weight.requires_grad_(False)
     x = torch.randn(MIN_ROWS, 32, requires_grad=True)
@@ -63,10 +82,37 @@ def test_frozen_weight_and_tied_weight_gradients():
     torch.testing.assert_close(tied.weight.grad, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_environment_keeps_torchs_own_path(monkeypatch):
-    monkeypatch.setenv("NMT_CPU_MATMUL", "blas")
-    try:
-        assert importlib.reload(linear_module)._OP is None
-    finally:
-        monkeypatch.delenv("NMT_CPU_MATMUL")
-        importlib.reload(linear_module)
+def _takes_onednn() -> bool:
+    x, weight, bias = _inputs((MIN_ROWS, 32), 24, True, False)
+    return type(linear(x, weight, bias).grad_fn).__name__ == "_OneDnnLinearBackward"
+
+
+def test_blas_keeps_torchs_own_path(monkeypatch):
+    _choose(monkeypatch, "blas", vendor="AuthenticAMD")
+    assert onednn_linear_op() is None and linear_module.cpu_matmul() == "torch's BLAS"
+    assert not _takes_onednn()
+
+
+def test_auto_takes_onednn_on_amd_with_mkl_only(monkeypatch):
+    if not torch.backends.mkldnn.is_available() or not torch.backends.mkl.is_available():
+        pytest.skip("this torch build has no oneDNN or no MKL")
+    _choose(monkeypatch, "auto", vendor="AuthenticAMD")
+    assert _takes_onednn() and linear_module.cpu_matmul() == "oneDNN"
+    _choose(monkeypatch, "auto", vendor="GenuineIntel")
+    assert not _takes_onednn()
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)
+    _choose(monkeypatch, "auto", vendor="AuthenticAMD")
+    assert not _takes_onednn()
+
+
+def test_unknown_choice_is_a_user_error(monkeypatch):
+    _choose(monkeypatch, "mkl")
+    with pytest.raises(UserError, match="NMT_CPU_MATMUL=mkl: not a choice — set it to one of auto, onednn, blas"):
+        linear_module.cpu_matmul()
+
+
+def test_cpu_vendor_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert linear_module.cpu_vendor(str(info)) == "AuthenticAMD"
+    assert linear_module.cpu_vendor(str(tmp_path / "missing")) == ""

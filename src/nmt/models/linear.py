@@ -1,24 +1,52 @@
-"""Linear layers whose fp32 matrix products run on oneDNN on the CPU, where torch's MKL takes a slow path on AMD.
+"""Linear layers whose fp32 matrix products run on oneDNN on AMD CPUs, where torch's MKL takes a slow path.
 
 torch multiplies fp32 matrices on the CPU with MKL, which on AMD processors does not use their AVX-512 units: on
-this project's 2-core AMD EPYC it ran a (320, 256) x (256, 1024) product at ~95 GFLOP/s where oneDNN, also inside
-torch (it already runs bf16 products and LSTMs), ran the same product, to fp32 accuracy, at ~210
-(docs/performance.md, "fp32 matrix products on oneDNN"). Linear sends the forward product and both backward ones
-there; NMT_CPU_MATMUL=blas in the environment keeps torch's own path (for comparisons).
+a 2-core AMD EPYC it ran a (320, 256) x (256, 1024) product at ~95 GFLOP/s where oneDNN, also inside torch (it
+already runs bf16 products and LSTMs), ran the same product, to fp32 accuracy, at ~210. On an Intel Xeon MKL is
+the faster of the two (training steps 1.2x faster than on oneDNN). So Linear sends the forward product and both
+backward ones to oneDNN where torch's BLAS is MKL and the CPU is AMD (docs/performance.md, "fp32 matrix products
+on oneDNN"). NMT_CPU_MATMUL=onednn or =blas in the environment picks one regardless (for comparisons).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nmt.errors import UserError
 
-def _onednn_linear_op():
-    """torch's oneDNN linear on dense tensors (the one torch.compile's CPU backend calls), or None."""
-    if os.environ.get("NMT_CPU_MATMUL", "onednn") != "onednn" or not torch.backends.mkldnn.is_available():
+CHOICES = ("auto", "onednn", "blas")
+# Below this many rows a oneDNN call's fixed cost (~10 us) outweighs its faster product (256-wide layers).
+MIN_ROWS = 16
+
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's vendor as Linux names it ('AuthenticAMD', 'GenuineIntel'), or '' where `cpuinfo` names none."""
+    try:
+        with open(cpuinfo) as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+@functools.cache
+def onednn_linear_op():
+    """torch's oneDNN linear on dense tensors (the one torch.compile's CPU backend calls) when Linear should use
+    it: NMT_CPU_MATMUL=onednn, or =auto (the default) on an AMD CPU with MKL as torch's BLAS; else None."""
+    choice = os.environ.get("NMT_CPU_MATMUL", "auto")
+    if choice not in CHOICES:
+        raise UserError(f"NMT_CPU_MATMUL={choice}: not a choice — set it to one of {', '.join(CHOICES)}, or unset it")
+    wanted = choice == "onednn" or (
+        choice == "auto" and torch.backends.mkl.is_available() and cpu_vendor() == "AuthenticAMD"
+    )
+    if not wanted or not torch.backends.mkldnn.is_available():
         return None
     try:
         return torch.ops.mkldnn._linear_pointwise
@@ -26,19 +54,14 @@ def _onednn_linear_op():
         return None
 
 
-_OP = _onednn_linear_op()
-# Below this many rows a oneDNN call's fixed cost (~10 us) outweighs its faster product (256-wide layers).
-MIN_ROWS = 16
-
-
 def cpu_matmul() -> str:
     """Which library multiplies fp32 CPU matrices in Linear, for the training log."""
-    return "oneDNN" if _OP is not None else "torch's BLAS"
+    return "oneDNN" if onednn_linear_op() is not None else "torch's BLAS"
 
 
 def _product(a, b, bias=None):
     """a @ b.T (+ bias) on oneDNN: a (..., k), b (n, k) -> (..., n); either may be a strided view."""
-    return _OP(a, b, bias, "none", [], "")
+    return onednn_linear_op()(a, b, bias, "none", [], "")
 
 
 class _OneDnnLinear(torch.autograd.Function):
@@ -64,17 +87,18 @@ class _OneDnnLinear(torch.autograd.Function):
 
 
 def linear(x, weight, bias=None):
-    """F.linear, on oneDNN for fp32 CPU tensors of at least MIN_ROWS rows, outside autocast and torch.compile.
+    """F.linear, on oneDNN (where onednn_linear_op chooses it) for fp32 CPU tensors of at least MIN_ROWS rows,
+    outside autocast and torch.compile.
 
     x: (..., in_features), weight: (out_features, in_features), bias: (out_features,) -> (..., out_features)
     """
     if (
-        _OP is not None
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()  # inductor lowers this op only for frozen (inference) weights
         and x.numel() >= MIN_ROWS * x.size(-1) > 0
+        and onednn_linear_op() is not None
     ):
         return _OneDnnLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
