@@ -31,6 +31,7 @@ import argparse
 import itertools
 import json
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -94,13 +95,37 @@ print(json.dumps({"gen_s_runs": seconds}))
 """
 
 
-def run_measured(cmd: list[str], log_path: Path, threads: int) -> tuple[float, int]:
-    """Run cmd with its output in log_path; (peak RSS MiB of the process, exit status)."""
+def cpu_ticks() -> tuple[int, int]:
+    """(ticks stolen by the hypervisor, all ticks) of the machine so far, from /proc/stat; (0, 0) where unreadable."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return fields[7], sum(fields)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_measured(cmd: list[str], log_path: Path, threads: int) -> tuple[float, int, float | None]:
+    """Run cmd with its output in log_path; (peak RSS MiB of the process, exit status, % of the CPU's time that
+    the hypervisor took meanwhile: on a shared virtual machine that share slows every figure, so it is recorded)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    stolen, total = cpu_ticks()
     with open(log_path, "w") as log:
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         _, status, usage = os.wait4(child.pid, 0)
-    return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    stolen_after, total_after = cpu_ticks()
+    steal = round(100 * (stolen_after - stolen) / (total_after - total), 1) if total_after > total else None
+    return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), steal
 
 
 def window_rates(log_text: str) -> tuple[list[float], list[float]]:
@@ -145,7 +170,7 @@ def train(model: str, args, stats: dict, out: Path) -> dict:
     overrides = [*protocol(model, args, out), f"hydra.run.dir={run}"]
     if run.exists():
         raise SystemExit(f"{run} exists: give another --out, or remove it")
-    rss, code = run_measured(
+    rss, code, steal = run_measured(
         [sys.executable, "-m", "nmt.cli.train", *overrides], out / f"{model}.train.out", args.threads
     )
     if code:
@@ -159,6 +184,7 @@ def train(model: str, args, stats: dict, out: Path) -> dict:
     return {
         "params": results["parameters"],
         "train_peak_rss_mb": round(rss),
+        "train_steal_pct": steal,
         "train_tok_s_median": round(statistics.median(own)),
         "train_norm": {
             "windows_ups": [round(u, 3) for u in ups],
@@ -178,7 +204,7 @@ def decode(model: str, beam: int, args, trained: dict, out: Path) -> dict:
     hyp_file = out / model / f"hyp.b{beam}.txt"
     cmd = [sys.executable, "-c", DECODE, trained["checkpoint"], str(beam), str(args.reps)]
     cmd += [str(args.data / "test.src"), str(hyp_file), str(args.threads), args.stop]
-    rss, code = run_measured(cmd, out / f"{model}.b{beam}.out", args.threads)
+    rss, code, steal = run_measured(cmd, out / f"{model}.b{beam}.out", args.threads)
     if code:
         raise SystemExit(f"benchmark: decoding {model} (beam {beam}) failed; see {out / f'{model}.b{beam}.out'}")
     runs = json.loads((out / f"{model}.b{beam}.out").read_text().splitlines()[-1])["gen_s_runs"]
@@ -194,6 +220,7 @@ def decode(model: str, beam: int, args, trained: dict, out: Path) -> dict:
         "hyp_tokens": tokens,
         "hyp_words_per_sent": round(sum(len(h.split()) for h in hyps) / len(hyps), 2),
         "peak_rss_mb": round(rss),
+        "steal_pct": steal,
         "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2),
         "stop": args.stop,
     }
@@ -281,6 +308,23 @@ def table(ours: dict, label: str, peers: list) -> None:
         print(f"| {model} | {' | '.join(cells)} |")
 
 
+def conditions(results: dict, peers: list, threads: int) -> None:
+    """Print what the figures depend on besides the toolkits: the CPU, and how much time the hypervisor took."""
+    print(f"\nCPU: {results['env']['cpu']}, {threads} threads; the hypervisor's share of the time (steal) meanwhile:")
+    for model, x in results.items():
+        if model == "env":
+            continue
+        runs = [("training", x.get("train_steal_pct"))]
+        runs += [(f"beam {b}", x.get(f"beam{b}", {}).get("steal_pct")) for b in (1, 5)]
+        print(f"- {model}: " + ", ".join(f"{name} {'?' if v is None else v}%" for name, v in runs))
+    if any("(published" in toolkit for toolkit, _, _ in peers):
+        print(
+            "The peer rows are the figures published in ../shared/peers/README.md, measured on another machine of this"
+            " kind (its CPU not recorded): on another CPU the ratios compare machines as much as toolkits"
+            " (--run-peers measures the peers here)."
+        )
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="benchmark.py peers", description=__doc__.splitlines()[0])
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -323,7 +367,8 @@ def main(argv: list[str]) -> None:
             ["bash", str(args.peers_dir / toolkit / "bench.sh"), "--tsv", str(args.corpus)], env=env, check=True
         )
     previous = json.loads((args.out / "results.json").read_text()) if args.decode_only else {}
-    results = {**previous, "env": {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads}}
+    env = {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads, "cpu": cpu_name()}
+    results = {**previous, "env": env}
     for model in args.models:
         trained = previous[PEER_NAMES[model]] if args.decode_only else train(model, args, stats, args.out)
         trained["beam1"] = decode(model, 1, args, trained, args.out)
@@ -333,4 +378,6 @@ def main(argv: list[str]) -> None:
         print(f"{model}: {json.dumps(trained)}", flush=True)
     ours = {model: figures(x) for model, x in results.items() if model != "env"}
     print(f"\n{args.steps} updates; nmt results: {args.out / 'results.json'}\n")
-    table(ours, results["env"]["toolkit"], peer_rows(args))
+    peers = peer_rows(args)
+    table(ours, results["env"]["toolkit"], peers)
+    conditions(results, peers, args.threads)

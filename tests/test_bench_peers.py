@@ -44,6 +44,25 @@ def test_table_ratios_are_against_the_fastest_peer_and_the_smallest_rss(capsys):
     assert ratios == "| transformer | 1.50x | 0.50x | 1.50x | 1.50x |"
 
 
+def test_conditions_name_the_cpu_the_steal_and_where_peer_rows_come_from(capsys):
+    results = {
+        "env": {"cpu": "Some CPU"},
+        "transformer": {"train_steal_pct": 22.7, "beam1": {"steal_pct": 3.0}, "beam5": {"steal_pct": None}},
+    }
+    bench_peers.conditions(results, [("fairseq (published, 400 updates)", "transformer", [])], threads=2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("CPU: Some CPU, 2 threads")
+    assert lines[1] == "- transformer: training 22.7%, beam 1 3.0%, beam 5 ?%"
+    assert "compare machines as much as toolkits" in lines[2]
+    bench_peers.conditions(results, [("fairseq 0.12.3.1", "transformer", [])], threads=2)
+    assert "compare machines" not in capsys.readouterr().out
+
+
+def test_cpu_ticks_count_steal_within_all_ticks():
+    stolen, total = bench_peers.cpu_ticks()
+    assert 0 <= stolen <= total
+
+
 def write_prepared(data, pairs: list[tuple[str, str]]) -> None:
     """The files the peers' prep_data.py writes, for a tiny corpus: splits, a joint spm.model, stats.json."""
     splits = {"test": pairs[:12], "dev": pairs[12:24], "train": pairs[24:]}
@@ -100,4 +119,6 @@ def test_a_tiny_run_writes_the_peers_schema_and_the_side_by_side_table(tmp_path)
     table = result.stdout.splitlines()
     assert any(line.startswith("| peer | transformer | 10 |") for line in table)
     speedup = transformer["train_norm"]["tgt_tok_s"] / 10.0
-    assert table[-1].startswith(f"| transformer | {speedup:.2f}x | ")
+    assert any(line.startswith(f"| transformer | {speedup:.2f}x | ") for line in table)
+    assert results["env"]["cpu"] and table[-1].startswith("- transformer: training ")
+    assert all(0 <= x <= 100 for x in (transformer["train_steal_pct"], transformer["beam5"]["steal_pct"]))
