@@ -40,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nmt.decoding.search import STOP_RULES
+from nmt.models.linear import cpuinfo_field
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -102,17 +103,6 @@ def cpu_ticks() -> tuple[int, int]:
     except (OSError, ValueError):
         return 0, 0
     return fields[7], sum(fields)
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, or what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_measured(cmd: list[str], log_path: Path, threads: int) -> tuple[float, int, float | None]:
@@ -367,7 +357,8 @@ def main(argv: list[str]) -> None:
             ["bash", str(args.peers_dir / toolkit / "bench.sh"), "--tsv", str(args.corpus)], env=env, check=True
         )
     previous = json.loads((args.out / "results.json").read_text()) if args.decode_only else {}
-    env = {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads, "cpu": cpu_name()}
+    cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
+    env = {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads, "cpu": cpu}
     results = {**previous, "env": env}
     for model in args.models:
         trained = previous[PEER_NAMES[model]] if args.decode_only else train(model, args, stats, args.out)

@@ -14,7 +14,8 @@ def _choose(monkeypatch, choice, vendor=None):
     """Set NMT_CPU_MATMUL (and the CPU vendor Linear reads) for one test; the choice is made afresh."""
     monkeypatch.setenv("NMT_CPU_MATMUL", choice)
     if vendor is not None:
-        monkeypatch.setattr(linear_module, "cpu_vendor", lambda: vendor)
+        real = linear_module.cpuinfo_field
+        monkeypatch.setattr(linear_module, "cpuinfo_field", lambda name: vendor if name == "vendor_id" else real(name))
     onednn_linear_op.cache_clear()
 
 
@@ -111,8 +112,10 @@ def test_unknown_choice_is_a_user_error(monkeypatch):
         linear_module.cpu_matmul()
 
 
-def test_cpu_vendor_reads_cpuinfo(tmp_path):
+def test_cpuinfo_field_reads_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
-    assert linear_module.cpu_vendor(str(info)) == "AuthenticAMD"
-    assert linear_module.cpu_vendor(str(tmp_path / "missing")) == ""
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R45\ncpu family\t: 25\n")
+    assert linear_module.cpuinfo_field("vendor_id", str(info)) == "AuthenticAMD"
+    assert linear_module.cpuinfo_field("model name", str(info)) == "AMD EPYC 9R45"
+    assert linear_module.cpuinfo_field("flags", str(info)) == ""
+    assert linear_module.cpuinfo_field("vendor_id", str(tmp_path / "missing")) == ""

@@ -24,13 +24,15 @@ CHOICES = ("auto", "onednn", "blas")
 MIN_ROWS = 16
 
 
-def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's vendor as Linux names it ('AuthenticAMD', 'GenuineIntel'), or '' where `cpuinfo` names none."""
+def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The first CPU's `name` field in Linux's cpuinfo ('vendor_id': 'AuthenticAMD', 'GenuineIntel'; 'model name'),
+    or '' where `cpuinfo` has none."""
     try:
         with open(cpuinfo) as info:
             for line in info:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
     return ""
@@ -44,7 +46,7 @@ def onednn_linear_op():
     if choice not in CHOICES:
         raise UserError(f"NMT_CPU_MATMUL={choice}: not a choice — set it to one of {', '.join(CHOICES)}, or unset it")
     wanted = choice == "onednn" or (
-        choice == "auto" and torch.backends.mkl.is_available() and cpu_vendor() == "AuthenticAMD"
+        choice == "auto" and torch.backends.mkl.is_available() and cpuinfo_field("vendor_id") == "AuthenticAMD"
     )
     if not wanted or not torch.backends.mkldnn.is_available():
         return None
