@@ -39,8 +39,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import torch
+
 from nmt.decoding.search import STOP_RULES
 from nmt.models.linear import cpuinfo_field
+from nmt.training.device import emulated_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -220,7 +223,6 @@ def profile(model: str, args, out: Path, steps: int = 10, rows: int = 15) -> Non
     """The top operators (self CPU time) of `steps` training steps after 30 warm-up steps, in this process."""
     import tempfile
 
-    import torch
     from hydra import compose, initialize_config_module
     from torch.profiler import profile as torch_profile
 
@@ -300,7 +302,8 @@ def table(ours: dict, label: str, peers: list) -> None:
 
 def conditions(results: dict, peers: list, threads: int) -> None:
     """Print what the figures depend on besides the toolkits: the CPU, and how much time the hypervisor took."""
-    print(f"\nCPU: {results['env']['cpu']}, {threads} threads; the hypervisor's share of the time (steal) meanwhile:")
+    cpu, bf16 = results["env"]["cpu"], results["env"].get("bf16", "?")
+    print(f"\nCPU: {cpu} (bf16 products: {bf16}), {threads} threads; the hypervisor's share of the time (steal):")
     for model, x in results.items():
         if model == "env":
             continue
@@ -358,7 +361,8 @@ def main(argv: list[str]) -> None:
         )
     previous = json.loads((args.out / "results.json").read_text()) if args.decode_only else {}
     cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
-    env = {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads, "cpu": cpu}
+    bf16 = "emulated" if emulated_bf16(torch.device("cpu")) else "native"
+    env = {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads, "cpu": cpu, "bf16": bf16}
     results = {**previous, "env": env}
     for model in args.models:
         trained = previous[PEER_NAMES[model]] if args.decode_only else train(model, args, stats, args.out)

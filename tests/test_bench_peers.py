@@ -46,12 +46,12 @@ def test_table_ratios_are_against_the_fastest_peer_and_the_smallest_rss(capsys):
 
 def test_conditions_name_the_cpu_the_steal_and_where_peer_rows_come_from(capsys):
     results = {
-        "env": {"cpu": "Some CPU"},
+        "env": {"cpu": "Some CPU", "bf16": "emulated"},
         "transformer": {"train_steal_pct": 22.7, "beam1": {"steal_pct": 3.0}, "beam5": {"steal_pct": None}},
     }
     bench_peers.conditions(results, [("fairseq (published, 400 updates)", "transformer", [])], threads=2)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("CPU: Some CPU, 2 threads")
+    assert lines[0].startswith("CPU: Some CPU (bf16 products: emulated), 2 threads")
     assert lines[1] == "- transformer: training 22.7%, beam 1 3.0%, beam 5 ?%"
     assert "compare machines as much as toolkits" in lines[2]
     bench_peers.conditions(results, [("fairseq 0.12.3.1", "transformer", [])], threads=2)

@@ -8,6 +8,10 @@ import functools
 import torch
 
 from nmt.errors import UserError
+from nmt.models.linear import cpuinfo_field
+
+# /proc/cpuinfo flags of CPUs that multiply bf16 matrices in hardware (x86 AVX-512 BF16 or AMX; ARM's 'bf16').
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def mixed_precision(precision: str, device: torch.device):
@@ -25,6 +29,16 @@ def mixed_precision(precision: str, device: torch.device):
     if dtype is None:
         return contextlib.nullcontext, scaler
     return functools.partial(torch.autocast, device.type, dtype=dtype), scaler
+
+
+def emulated_bf16(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on a CPU whose cpuinfo lists no bf16 instructions: oneDNN then emulates bf16 products with fp32 ones
+    plus conversions, and bf16 autocast trains ~3x slower than fp32 (docs/performance.md, "bf16 without bf16
+    instructions"). False where cpuinfo is unreadable (not Linux): no claim without evidence."""
+    if device.type != "cpu":
+        return False
+    flags = cpuinfo_field("flags", cpuinfo) or cpuinfo_field("Features", cpuinfo)
+    return bool(flags) and not NATIVE_BF16_FLAGS & set(flags.split())
 
 
 def resolve_device(spec: str) -> torch.device:
