@@ -11,7 +11,7 @@ from nmt.models.dropout import Dropout, dropout
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
 def test_drops_a_fraction_p_and_scales_the_rest(p):
     torch.manual_seed(0)
-    x = torch.ones(1000, 1001)  # an odd count: the mask's three words per draw must not leave a gap
+    x = torch.ones(1000, 1001)  # an odd count: the mask's four words per draw must not leave a gap
     y = dropout(x, p, training=True)
     dropped = (y == 0).float().mean().item()
     assert abs(dropped - p) < 0.003  # 1M draws: the standard error is below 0.0005
