@@ -11,6 +11,7 @@ from nmt.config import MODEL_SCHEMAS
 from nmt.data import collate, prepare_data
 from nmt.models.base import EncoderOut, LSTMState
 from nmt.models.lstm_attn import LSTMAttention
+from nmt.training import diagnostics
 from nmt.training.diagnostics import (
     Check,
     data_report,
@@ -18,10 +19,11 @@ from nmt.training.diagnostics import (
     gradient_flow,
     initialisation,
     overfit_one_batch,
+    precision_report,
 )
 from tests.conftest import TINY_SIZES, build_tiny, compose_config, tiny_model
 
-NAMES = ("data", "gradient flow", "initialisation", "overfit one batch", "decoding")
+NAMES = ("data", "gradient flow", "initialisation", "overfit one batch", "decoding", "precision")
 
 
 class DetachedEncoder(LSTMAttention):
@@ -121,3 +123,14 @@ def test_cli_prints_every_check(capsys):
     statuses = {name: row[len(name) :].split()[0] for name, row in rows.items()}
     assert set(statuses.values()) <= {"pass", "warn", "fail"}
     assert code == (1 if "fail" in statuses.values() else 0)
+
+
+@pytest.mark.parametrize(
+    ("precision", "emulated", "status"),
+    [("bf16-mixed", True, "warn"), ("bf16-mixed", False, "pass"), ("32", True, "pass")],
+)
+def test_precision_warns_of_emulated_bf16(monkeypatch, precision, emulated, status):
+    monkeypatch.setattr(diagnostics, "emulated_bf16", lambda device: emulated)
+    check = precision_report(precision, torch.device("cpu"))
+    assert check.status == status
+    assert (check.knob == "trainer.precision=32") is (status == "warn")

@@ -18,6 +18,7 @@ from nmt.training.diagnostics import (
     gradient_flow,
     initialisation,
     overfit_one_batch,
+    precision_report,
 )
 from nmt.training.optim import lr_factor
 
@@ -59,6 +60,7 @@ def run_checks(cfg) -> list[Check]:
         initialisation(model, first, pad),
         overfit_one_batch(model, small, pad, lr),
         decoding_report(model, data, cfg.trainer.search, device, max_tokens=cfg.trainer.max_tokens),
+        precision_report(cfg.trainer.precision, device),
     ]
 
 
