@@ -11,7 +11,7 @@ from nmt.config import MODEL_SCHEMAS
 from nmt.data import collate, prepare_data
 from nmt.models.base import EncoderOut, LSTMState
 from nmt.models.lstm_attn import LSTMAttention
-from nmt.training import diagnostics
+from nmt.training import device as device_module
 from nmt.training.diagnostics import (
     Check,
     data_report,
@@ -130,7 +130,7 @@ def test_cli_prints_every_check(capsys):
     [("bf16-mixed", True, "warn"), ("bf16-mixed", False, "pass"), ("32", True, "pass")],
 )
 def test_precision_warns_of_emulated_bf16(monkeypatch, precision, emulated, status):
-    monkeypatch.setattr(diagnostics, "emulated_bf16", lambda device: emulated)
+    monkeypatch.setattr(device_module, "emulated_bf16", lambda device: emulated)
     check = precision_report(precision, torch.device("cpu"))
     assert check.status == status
     assert (check.knob == "trainer.precision=32") is (status == "warn")

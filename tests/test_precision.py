@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nmt.training import trainer as trainer_module
+from nmt.training import device as device_module
 from nmt.training.device import emulated_bf16
 from nmt.training.trainer import Trainer
 
@@ -44,7 +44,7 @@ def test_emulated_bf16_makes_no_claim_without_cpuinfo_or_off_the_cpu(tmp_path):
 def test_training_warns_when_bf16_would_be_emulated(
     toy_cfg, tmp_path, caplog, monkeypatch, precision, emulated, warned
 ):
-    monkeypatch.setattr(trainer_module, "emulated_bf16", lambda device: emulated)
+    monkeypatch.setattr(device_module, "emulated_bf16", lambda device: emulated)
     trainer = Trainer(toy_cfg("trainer.max_steps=1", f"trainer.precision={precision}"), tmp_path / "run")
     with caplog.at_level("INFO", logger="nmt.train"):
         trainer.fit()

@@ -41,6 +41,18 @@ def emulated_bf16(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> bool:
     return bool(flags) and not NATIVE_BF16_FLAGS & set(flags.split())
 
 
+def precision_warning(precision: str, device: torch.device) -> str | None:
+    """What is wrong with training at `precision` on `device`, with the fix, or None: bf16-mixed on a CPU without
+    bf16 instructions (emulated_bf16). The trainer logs it; nmt-doctor reports it."""
+    if precision == "bf16-mixed" and emulated_bf16(device):
+        return (
+            "trainer.precision=bf16-mixed on a CPU without bf16 instructions (none of avx512_bf16, amx_bf16, bf16 in"
+            " /proc/cpuinfo): its bf16 products are emulated and train ~3x slower than fp32 — use"
+            " trainer.precision=32"
+        )
+    return None
+
+
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from nmt.evaluation import evaluate_split
 from nmt.models.init import GATE_NONLINEARITIES, tanh_layer_names
-from nmt.training.device import emulated_bf16
+from nmt.training.device import precision_warning
 from nmt.training.loss import sequence_loss
 from nmt.training.monitor import grads_by_group
 
@@ -209,11 +209,10 @@ def data_report(data, batches) -> Check:
 
 
 def precision_report(precision: str, device: torch.device) -> Check:
-    """Whether trainer.precision suits the device: bf16-mixed on a CPU without bf16 instructions trains ~3x slower
-    than fp32 (its products emulated)."""
-    if precision == "bf16-mixed" and emulated_bf16(device):
-        detail = "bf16-mixed on a CPU without bf16 instructions: its products are emulated, ~3x slower than fp32"
-        return Check("precision", "warn", detail, "trainer.precision=32")
+    """Whether trainer.precision suits the device (device.precision_warning)."""
+    warning = precision_warning(precision, device)
+    if warning:
+        return Check("precision", "warn", warning, "trainer.precision=32")
     return Check("precision", "pass", f"trainer.precision={precision} on {device.type}", "trainer.precision")
 
 

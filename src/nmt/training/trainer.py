@@ -30,7 +30,7 @@ from nmt.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from nmt.training.device import emulated_bf16, mixed_precision, resolve_device
+from nmt.training.device import mixed_precision, precision_warning, resolve_device
 from nmt.training.distributed import (
     SilentWriter,
     agree,
@@ -410,12 +410,9 @@ class Trainer:
         log.info(
             "device %s | %d batches per epoch | training for %d steps", device, len(self.sampler), self.total_steps
         )
-        if self.cfg.trainer.precision == "bf16-mixed" and emulated_bf16(self.device):
-            log.warning(
-                "trainer.precision=bf16-mixed on a CPU without bf16 instructions (no avx512_bf16 or amx_bf16 in"
-                " /proc/cpuinfo): its bf16 products are emulated and train ~3x slower than fp32 — use"
-                " trainer.precision=32"
-            )
+        warning = precision_warning(self.cfg.trainer.precision, self.device)
+        if warning:
+            log.warning(warning)
 
     def _finish(self) -> dict:
         """Test the best checkpoint (every rank its share), and on rank 0 write results.json, print the scores and
