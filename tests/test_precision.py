@@ -1,10 +1,12 @@
-"""bf16 autocast on a CPU without bf16 instructions is told, not silently 3x slower than fp32."""
+"""bf16 autocast on a CPU without bf16 instructions is told, not silently 3x slower than fp32, and LSTMs run there."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
+from nmt.models import base
 from nmt.training import device as device_module
 from nmt.training.device import emulated_bf16
 from nmt.training.trainer import Trainer
@@ -49,3 +51,20 @@ def test_training_warns_when_bf16_would_be_emulated(
     with caplog.at_level("INFO", logger="nmt.train"):
         trainer.fit()
     assert ("bf16 instructions" in caplog.text and "trainer.precision=32" in caplog.text) is warned
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_lstm_runs_in_fp32_under_autocast_where_onednn_builds_no_bf16_lstm(monkeypatch, packed):
+    monkeypatch.setattr(base, "_onednn_builds_bf16_lstm", lambda: False)
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(8, 6, 2, batch_first=True, bidirectional=True)
+    x = torch.randn(3, 5, 8)
+    inputs = pack_padded_sequence(x, torch.tensor([5, 4, 2]), batch_first=True) if packed else x
+    state = base.LSTMState(torch.randn(4, 3, 6), torch.randn(4, 3, 6))
+    expected, (h, c) = lstm(inputs, (state.h, state.c))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, final = base.run_lstm(lstm, inputs, state)
+    out, expected = (out.data, expected.data) if packed else (out, expected)
+    assert out.dtype == final.h.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close((final.h, final.c), (h, c), rtol=0, atol=0)

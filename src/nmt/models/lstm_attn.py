@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.attention import Attention
-from nmt.models.base import EncoderOut, LSTMState
+from nmt.models.base import EncoderOut, LSTMState, run_lstm
 from nmt.models.dropout import Dropout
 from nmt.models.linear import Linear
 
@@ -41,11 +41,11 @@ class LSTMEncoder(nn.Module):
         # An empty source still gets one (pad) step: packing rejects length 0.
         lengths = src_lengths.clamp(min=1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, (h, c) = self.rnn(packed)
+        out, final = run_lstm(self.rnn, packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         if self.bidirectional:
-            h, c = (self._join_directions(s) for s in (h, c))
-        return self.dropout(memory), LSTMState(h, c)
+            final = LSTMState(*(self._join_directions(s) for s in (final.h, final.c)))
+        return self.dropout(memory), final
 
     def _join_directions(self, state):
         """(layers * 2, batch, half) -> (layers, batch, 2 * half): forward and backward side by side."""
@@ -119,10 +119,10 @@ class LSTMAttention(nn.Module):
         attention (batch, tgt_len, src_len)
         """
         x = self.dropout(self.tgt_embed(tgt_in))
-        out, (h, c) = self.decoder(x, (state.h, state.c))
+        out, state = run_lstm(self.decoder, x, state)
         context, attn = self.attention(out, enc.memory, enc.mask, enc.cache[0])
         attentional = self.dropout(torch.tanh(self.combine(torch.cat([out, context], dim=-1))))
-        return attentional, LSTMState(h, c), attn
+        return attentional, state, attn
 
     def decode(self, tgt_in, state: LSTMState, enc: EncoderOut):
         """tgt_in: (batch, tgt_len) -> logits (batch, tgt_len, vocab), new state, attention"""

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.models.base import EncoderOut, LSTMState
+from nmt.models.base import EncoderOut, LSTMState, run_lstm
 from nmt.models.linear import Linear
 from nmt.models.lstm_attn import LSTMAttention
 from nmt.models.transformer import Transformer
@@ -55,13 +55,13 @@ class TurnMemory(nn.Module):
             # Packed, so that the state carried to the next turn is the one after the last real token.
             lengths = src_lengths.clamp(min=1).cpu()
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, (h, c) = self.rnn(packed, (state.h, state.c))
+            out, state = run_lstm(self.rnn, packed, state)
             m, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         else:
             weights = mask.unsqueeze(-1).to(x.dtype)
             pooled = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-            m, (h, c) = self.rnn(pooled.unsqueeze(1), (state.h, state.c))
-        return torch.sigmoid(self.gate(m)), self.value(m), LSTMState(h, c)
+            m, state = run_lstm(self.rnn, pooled.unsqueeze(1), state)
+        return torch.sigmoid(self.gate(m)), self.value(m), state
 
 
 class MemoryLSTM(nn.Module):
