@@ -10,12 +10,12 @@ from nmt.models import linear as linear_module
 from nmt.models.linear import MIN_ROWS, Linear, linear, onednn_linear_op
 
 
-def _choose(monkeypatch, choice, vendor=None):
-    """Set NMT_CPU_MATMUL (and the CPU vendor Linear reads) for one test; the choice is made afresh."""
+def _choose(monkeypatch, choice, vendor=None, flags="fpu avx2 avx512f avx512bw"):
+    """Set NMT_CPU_MATMUL (and the CPU vendor and flags Linear reads) for one test; the choice is made afresh."""
     monkeypatch.setenv("NMT_CPU_MATMUL", choice)
     if vendor is not None:
-        real = linear_module.cpuinfo_field
-        monkeypatch.setattr(linear_module, "cpuinfo_field", lambda name: vendor if name == "vendor_id" else real(name))
+        fields = {"vendor_id": vendor, "flags": flags}
+        monkeypatch.setattr(linear_module, "cpuinfo_field", lambda name: fields.get(name, ""))
     onednn_linear_op.cache_clear()
 
 
@@ -94,13 +94,15 @@ def test_blas_keeps_torchs_own_path(monkeypatch):
     assert not _takes_onednn()
 
 
-def test_auto_takes_onednn_on_amd_with_mkl_only(monkeypatch):
+def test_auto_takes_onednn_on_amd_with_avx512_and_mkl_only(monkeypatch):
     if not torch.backends.mkldnn.is_available() or not torch.backends.mkl.is_available():
         pytest.skip("this torch build has no oneDNN or no MKL")
     _choose(monkeypatch, "auto", vendor="AuthenticAMD")
     assert _takes_onednn() and linear_module.cpu_matmul() == "oneDNN"
     _choose(monkeypatch, "auto", vendor="GenuineIntel")
     assert not _takes_onednn()
+    _choose(monkeypatch, "auto", vendor="AuthenticAMD", flags="fpu avx avx2 fma")  # Zen 3: MKL's AVX2 path is faster
+    assert not _takes_onednn() and linear_module.cpu_matmul() == "torch's BLAS"
     monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)
     _choose(monkeypatch, "auto", vendor="AuthenticAMD")
     assert not _takes_onednn()

@@ -1,11 +1,12 @@
-"""Linear layers whose fp32 matrix products run on oneDNN on AMD CPUs, where torch's MKL takes a slow path.
+"""Linear layers whose fp32 matrix products run on oneDNN on AMD CPUs with AVX-512, where MKL takes a slow path.
 
 torch multiplies fp32 matrices on the CPU with MKL, which on AMD processors does not use their AVX-512 units: on
 a 2-core AMD EPYC it ran a (320, 256) x (256, 1024) product at ~95 GFLOP/s where oneDNN, also inside torch (it
 already runs bf16 products and LSTMs), ran the same product, to fp32 accuracy, at ~210. On an Intel Xeon MKL is
-the faster of the two (training steps 1.2x faster than on oneDNN). So Linear sends the forward product and both
-backward ones to oneDNN where torch's BLAS is MKL and the CPU is AMD (docs/performance.md, "fp32 matrix products
-on oneDNN"). NMT_CPU_MATMUL=onednn or =blas in the environment picks one regardless (for comparisons).
+the faster of the two (training steps 1.2x faster than on oneDNN), and so it is on an AMD EPYC with AVX2 only
+(Zen 3: training steps 1.1-1.2x faster). So Linear sends the forward product and both backward ones to oneDNN
+where torch's BLAS is MKL and the CPU is an AMD one with AVX-512 (docs/performance.md, "fp32 matrix products on
+oneDNN"). NMT_CPU_MATMUL=onednn or =blas in the environment picks one regardless (for comparisons).
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str:
 @functools.cache
 def onednn_linear_op():
     """torch's oneDNN linear on dense tensors (the one torch.compile's CPU backend calls) when Linear should use
-    it: NMT_CPU_MATMUL=onednn, or =auto (the default) on an AMD CPU with MKL as torch's BLAS; else None."""
+    it: NMT_CPU_MATMUL=onednn, or =auto (the default) on an AMD CPU with AVX-512 and MKL as torch's BLAS; else
+    None."""
     choice = os.environ.get("NMT_CPU_MATMUL", "auto")
     if choice not in CHOICES:
         raise UserError(f"NMT_CPU_MATMUL={choice}: not a choice — set it to one of {', '.join(CHOICES)}, or unset it")
     wanted = choice == "onednn" or (
-        choice == "auto" and torch.backends.mkl.is_available() and cpuinfo_field("vendor_id") == "AuthenticAMD"
+        choice == "auto"
+        and torch.backends.mkl.is_available()
+        and cpuinfo_field("vendor_id") == "AuthenticAMD"
+        and "avx512f" in cpuinfo_field("flags").split()
     )
     if not wanted or not torch.backends.mkldnn.is_available():
         return None
