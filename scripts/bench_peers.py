@@ -73,13 +73,14 @@ LOG_LINE = re.compile(
 )
 
 # One decoding measurement in a fresh process; argv: checkpoint, beam, reps, test source file, hypotheses file,
-# threads, beam search's stopping rule.
+# threads, beam search's stopping rule, batches decoded at once (search.parallel_batches).
 DECODE = r"""
 import json, sys, time
 import torch
 from nmt.config import SearchConfig
 from nmt.data import make_normalizer, read_lines
 from nmt.decoding import translate_texts
+from nmt.decoding.translate import parallel_batches
 from nmt.training.checkpoint import load_for_inference
 
 ckpt, beam, reps, src, hyp_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -87,7 +88,9 @@ torch.set_num_threads(int(sys.argv[6]))
 model, tokenizer, run_cfg = load_for_inference(ckpt, torch.device("cpu"))
 normalize = make_normalizer(run_cfg["data"])
 texts = [normalize(line) for line in read_lines(src)]
-cfg = SearchConfig(beam_size=beam, max_len_a=0.0, max_len_b=100, batch_size=64, stop=sys.argv[7])
+cfg = SearchConfig(
+    beam_size=beam, max_len_a=0.0, max_len_b=100, batch_size=64, stop=sys.argv[7], parallel_batches=int(sys.argv[8])
+)
 seconds = []
 for _ in range(reps):
     start = time.perf_counter()
@@ -95,7 +98,8 @@ for _ in range(reps):
     seconds.append(time.perf_counter() - start)
 with open(hyp_file, "w", encoding="utf-8") as f:
     f.writelines(hyps[0][0] + "\n" for hyps in outputs)
-print(json.dumps({"gen_s_runs": seconds}))
+at_once = parallel_batches(cfg, torch.device("cpu"), -(-len(texts) // cfg.batch_size))
+print(json.dumps({"gen_s_runs": seconds, "parallel_batches": at_once}))
 """
 
 
@@ -196,11 +200,12 @@ def decode(model: str, beam: int, args, trained: dict, out: Path) -> dict:
 
     hyp_file = out / model / f"hyp.b{beam}.txt"
     cmd = [sys.executable, "-c", DECODE, trained["checkpoint"], str(beam), str(args.reps)]
-    cmd += [str(args.data / "test.src"), str(hyp_file), str(args.threads), args.stop]
+    cmd += [str(args.data / "test.src"), str(hyp_file), str(args.threads), args.stop, str(args.parallel_batches)]
     rss, code, steal = run_measured(cmd, out / f"{model}.b{beam}.out", args.threads)
     if code:
         raise SystemExit(f"benchmark: decoding {model} (beam {beam}) failed; see {out / f'{model}.b{beam}.out'}")
-    runs = json.loads((out / f"{model}.b{beam}.out").read_text().splitlines()[-1])["gen_s_runs"]
+    measured = json.loads((out / f"{model}.b{beam}.out").read_text().splitlines()[-1])
+    runs = measured["gen_s_runs"]
     seconds = statistics.median(runs)
     hyps = hyp_file.read_text(encoding="utf-8").splitlines()
     refs = (args.data / "test.trg").read_text(encoding="utf-8").splitlines()
@@ -216,6 +221,7 @@ def decode(model: str, beam: int, args, trained: dict, out: Path) -> dict:
         "steal_pct": steal,
         "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2),
         "stop": args.stop,
+        "parallel_batches": measured["parallel_batches"],
     }
 
 
@@ -327,6 +333,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--reps", type=int, default=3, help="timed decoding passes (the median is reported)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--stop", default="bound", choices=STOP_RULES, help="beam search's stopping rule (search.stop)")
+    parser.add_argument(
+        "--parallel-batches", type=int, default=0, help="batches decoded at once (search.parallel_batches; 0 = auto)"
+    )
     parser.add_argument("--peers-root", type=Path, default=Path(os.environ.get("PEERS_ROOT", cache / "nmt-peers")))
     parser.add_argument("--peers-dir", type=Path, default=SHARED / "peers", help="the peers' scripts")
     parser.add_argument("--corpus", type=Path, default=SHARED / "data" / "tatoeba-fra-eng" / "fra.txt.gz")

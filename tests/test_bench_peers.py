@@ -96,7 +96,7 @@ def test_a_tiny_run_writes_the_peers_schema_and_the_side_by_side_table(tmp_path)
     out = tmp_path / "out"
     small = ["model.d_model=32", "model.ffn_dim=64", "model.heads=2", "trainer.log_every=2", "trainer.max_tokens=4096"]
     args = [*small, "--steps", "6", "--models", "transformer", "--reps", "1", "--data", str(data), "--out", str(out)]
-    args += ["--peer-results", str(tmp_path / "peer.json"), "--stop", "top_eos"]
+    args += ["--peer-results", str(tmp_path / "peer.json"), "--stop", "top_eos", "--parallel-batches", "2"]
     peer = {"env": {"toolkit": "peer"}, "transformer": {"train_norm": {"tgt_tok_s": 10.0}, "train_peak_rss_mb": 1e6}}
     (tmp_path / "peer.json").write_text(json.dumps(peer))
     result = subprocess.run(
@@ -116,6 +116,7 @@ def test_a_tiny_run_writes_the_peers_schema_and_the_side_by_side_table(tmp_path)
         assert transformer[beam]["hyp_tokens"] >= 12  # every hypothesis counts its EOS
         assert transformer[beam]["sent_s"] > 0
     assert transformer["beam5"]["stop"] == "top_eos"
+    assert transformer["beam1"]["parallel_batches"] == 1  # asked for 2, but the 12 sentences make one batch
     table = result.stdout.splitlines()
     assert any(line.startswith("| peer | transformer | 10 |") for line in table)
     speedup = transformer["train_norm"]["tgt_tok_s"] / 10.0

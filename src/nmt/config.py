@@ -141,6 +141,9 @@ class SearchConfig:
     # finished), full_beam (beam_size finished, as fairseq) or top_eos (a step's best candidate ends, as OpenNMT-py)
     stop: str = "bound"
     batch_size: int = 64  # sentences per decoding batch
+    # Batches decoded at the same time on a CPU, each on its share of torch's threads: a decoding step's small
+    # products use one core well and two poorly. 0 = one per torch thread, at most 4; 1 = one at a time.
+    parallel_batches: int = 0
 
 
 @dataclass

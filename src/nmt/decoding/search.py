@@ -26,11 +26,17 @@ STOP_RULES = ("bound", "full_beam", "top_eos")
 
 
 def check_search(cfg) -> None:
-    """UserError unless cfg (a SearchConfig) names a stopping rule and an nbest that beam search can follow."""
+    """UserError unless cfg (a SearchConfig) names a stopping rule, an nbest that beam search can follow and a
+    number of parallel batches."""
     if cfg.stop not in STOP_RULES:
         raise UserError(f"search.stop={cfg.stop}: not a stopping rule — use one of {', '.join(STOP_RULES)}")
     if not 1 <= cfg.nbest <= cfg.beam_size:
         raise UserError(f"nbest={cfg.nbest}: must be between 1 and beam_size={cfg.beam_size}")
+    if cfg.parallel_batches < 0:
+        raise UserError(
+            f"parallel_batches={cfg.parallel_batches}: give the batches to decode at once (1 = one at a time) "
+            "or 0 for one per CPU thread"
+        )
 
 
 def length_penalty(length: int, alpha: float) -> float:
