@@ -10,11 +10,12 @@ from nmt.models import linear as linear_module
 from nmt.models.linear import MIN_ROWS, Linear, linear, onednn_linear_op
 
 
-def _choose(monkeypatch, choice, vendor=None, flags="fpu avx2 avx512f avx512bw"):
-    """Set NMT_CPU_MATMUL (and the CPU vendor and flags Linear reads) for one test; the choice is made afresh."""
+def _choose(monkeypatch, choice, vendor=None, flags="fpu avx2 avx512f avx512bw", family="26"):
+    """Set NMT_CPU_MATMUL (and the CPU vendor, flags and family Linear reads) for one test; the choice is made
+    afresh."""
     monkeypatch.setenv("NMT_CPU_MATMUL", choice)
     if vendor is not None:
-        fields = {"vendor_id": vendor, "flags": flags}
+        fields = {"vendor_id": vendor, "flags": flags, "cpu family": family}
         monkeypatch.setattr(linear_module, "cpuinfo_field", lambda name: fields.get(name, ""))
     onednn_linear_op.cache_clear()
 
@@ -94,15 +95,19 @@ def test_blas_keeps_torchs_own_path(monkeypatch):
     assert not _takes_onednn()
 
 
-def test_auto_takes_onednn_on_amd_with_avx512_and_mkl_only(monkeypatch):
+def test_auto_takes_onednn_on_amd_with_full_width_avx512_and_mkl_only(monkeypatch):
     if not torch.backends.mkldnn.is_available() or not torch.backends.mkl.is_available():
         pytest.skip("this torch build has no oneDNN or no MKL")
     _choose(monkeypatch, "auto", vendor="AuthenticAMD")
     assert _takes_onednn() and linear_module.cpu_matmul() == "oneDNN"
     _choose(monkeypatch, "auto", vendor="GenuineIntel")
     assert not _takes_onednn()
-    _choose(monkeypatch, "auto", vendor="AuthenticAMD", flags="fpu avx avx2 fma")  # Zen 3: MKL's AVX2 path is faster
+    _choose(monkeypatch, "auto", vendor="AuthenticAMD", flags="fpu avx avx2 fma", family="25")  # Zen 3: MKL is faster
     assert not _takes_onednn() and linear_module.cpu_matmul() == "torch's BLAS"
+    _choose(monkeypatch, "auto", vendor="AuthenticAMD", family="25")  # Zen 4: AVX-512 in two halves, MKL as fast
+    assert not _takes_onednn()
+    _choose(monkeypatch, "auto", vendor="AuthenticAMD", family="")  # no family field: no claim, MKL
+    assert not _takes_onednn()
     monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)
     _choose(monkeypatch, "auto", vendor="AuthenticAMD")
     assert not _takes_onednn()

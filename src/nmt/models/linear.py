@@ -1,12 +1,16 @@
-"""Linear layers whose fp32 matrix products run on oneDNN on AMD CPUs with AVX-512, where MKL takes a slow path.
+"""Linear layers whose fp32 matrix products run on oneDNN on AMD CPUs with full-width AVX-512, where MKL takes a
+slow path.
 
-torch multiplies fp32 matrices on the CPU with MKL, which on AMD processors does not use their AVX-512 units: on
-a 2-core AMD EPYC it ran a (320, 256) x (256, 1024) product at ~95 GFLOP/s where oneDNN, also inside torch (it
-already runs bf16 products and LSTMs), ran the same product, to fp32 accuracy, at ~210. On an Intel Xeon MKL is
-the faster of the two (training steps 1.2x faster than on oneDNN), and so it is on an AMD EPYC with AVX2 only
-(Zen 3: training steps 1.1-1.2x faster). So Linear sends the forward product and both backward ones to oneDNN
-where torch's BLAS is MKL and the CPU is an AMD one with AVX-512 (docs/performance.md, "fp32 matrix products on
-oneDNN"). NMT_CPU_MATMUL=onednn or =blas in the environment picks one regardless (for comparisons).
+torch multiplies fp32 matrices on the CPU with MKL, which on AMD processors does not use their AVX-512 units. On a
+2-core AMD EPYC whose cores run 512-bit FMAs at full width (Zen 5, CPU family 26) it ran a (320, 256) x (256,
+1024) product at ~95 GFLOP/s where oneDNN, also inside torch (it already runs bf16 products and LSTMs), ran the
+same product, to fp32 accuracy, at ~210. A Zen 4 core (family 25) splits each 512-bit operation into two 256-bit
+halves, so MKL's AVX2 path reaches its peak too: there both ran ~100 GFLOP/s and MKL trained 5-15% faster with
+~250 MiB less at peak; on an Intel Xeon MKL is the faster of the two (training steps 1.2x faster than on oneDNN),
+and so it is on an AMD EPYC with AVX2 only (Zen 3: training steps 1.1-1.2x faster). So Linear sends the forward
+product and both backward ones to oneDNN where torch's BLAS is MKL and the CPU is an AMD one of family 26 or later
+with AVX-512 (docs/performance.md, "fp32 matrix products on oneDNN" and "A Zen 4 AMD EPYC").
+NMT_CPU_MATMUL=onednn or =blas in the environment picks one regardless (for comparisons).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from torch import nn
 from nmt.errors import UserError
 
 CHOICES = ("auto", "onednn", "blas")
+# AMD's first CPU family whose cores execute 512-bit FMAs at full width (Zen 5); Zen 4 (25) splits them in two.
+FULL_WIDTH_AVX512_FAMILY = 26
 # Below this many rows a oneDNN call's fixed cost (~10 us) outweighs its faster product (256-wide layers).
 MIN_ROWS = 16
 
@@ -42,8 +48,8 @@ def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str:
 @functools.cache
 def onednn_linear_op():
     """torch's oneDNN linear on dense tensors (the one torch.compile's CPU backend calls) when Linear should use
-    it: NMT_CPU_MATMUL=onednn, or =auto (the default) on an AMD CPU with AVX-512 and MKL as torch's BLAS; else
-    None."""
+    it: NMT_CPU_MATMUL=onednn, or =auto (the default) on an AMD CPU with full-width AVX-512 and MKL as torch's
+    BLAS; else None."""
     choice = os.environ.get("NMT_CPU_MATMUL", "auto")
     if choice not in CHOICES:
         raise UserError(f"NMT_CPU_MATMUL={choice}: not a choice — set it to one of {', '.join(CHOICES)}, or unset it")
@@ -52,6 +58,7 @@ def onednn_linear_op():
         and torch.backends.mkl.is_available()
         and cpuinfo_field("vendor_id") == "AuthenticAMD"
         and "avx512f" in cpuinfo_field("flags").split()
+        and int(cpuinfo_field("cpu family") or 0) >= FULL_WIDTH_AVX512_FAMILY
     )
     if not wanted or not torch.backends.mkldnn.is_available():
         return None
