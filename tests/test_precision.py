@@ -7,6 +7,8 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from nmt.models import base
+from nmt.models.attention import Attention
+from nmt.models.transformer import MultiHeadAttention
 from nmt.training import device as device_module
 from nmt.training.device import emulated_bf16
 from nmt.training.trainer import Trainer
@@ -68,3 +70,20 @@ def test_lstm_runs_in_fp32_under_autocast_where_onednn_builds_no_bf16_lstm(monke
     assert out.dtype == final.h.dtype == torch.float32
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     torch.testing.assert_close((final.h, final.c), (h, c), rtol=0, atol=0)
+
+
+def test_attention_weights_are_fp32_under_cpu_autocast():
+    """CPU autocast would leave softmax in bf16, whose rows sum to 1 only to ~1e-2; CUDA's runs it in fp32."""
+    torch.manual_seed(0)
+    query, memory = torch.randn(2, 3, 8) * 4, torch.randn(2, 5, 8) * 4
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    luong = Attention("general", 8, 8)
+    heads = MultiHeadAttention(8, 2, dropout=0.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, luong_weights = luong(query, memory, mask)
+        keys, values = heads.keys_values(memory)
+        _, head_weights = heads(query, keys, values, mask[:, None, None, :], need_weights=True)
+    for weights in (luong_weights, head_weights):
+        assert weights.dtype == torch.float32
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3), rtol=0, atol=1e-6)
+        assert (weights[1, :, 3:] == 0).all()

@@ -49,5 +49,6 @@ class Attention(nn.Module):
             scores = torch.bmm(query, keys.transpose(1, 2))
         # A finite fill (not -inf) keeps a fully padded row at uniform weights instead of NaN.
         scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1)
+        # In fp32 under CPU autocast too, which would leave it in bf16 (CUDA's autocast runs softmax in fp32).
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)
         return torch.bmm(weights, memory), weights

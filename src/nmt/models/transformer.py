@@ -90,7 +90,8 @@ class MultiHeadAttention(nn.Module):
             scores = q @ keys.transpose(-2, -1) / math.sqrt(q.size(-1))
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
-            probs = scores.softmax(dim=-1)
+            # CPU autocast leaves softmax in bf16 (CUDA's runs it in fp32): 8 bits of mantissa for the weights.
+            probs = scores.softmax(dim=-1, dtype=torch.float32)
             out = dropout(probs, self.dropout, self.training).to(values.dtype) @ values
             weights = probs.mean(dim=1) if need_weights else None
         else:
