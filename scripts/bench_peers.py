@@ -190,6 +190,7 @@ def train(model: str, args, stats: dict, out: Path) -> dict:
             "tgt_tok_s": round(median * 64 * per_sentence, 1),
         },
         "checkpoint": str(run / "checkpoints" / "best.pt"),
+        "dev": {name: round(results["dev"][name], 2) for name in ("bleu", "chrf", "ppl")},
     }
 
 
@@ -306,6 +307,15 @@ def table(ours: dict, label: str, peers: list) -> None:
         print(f"| {model} | {' | '.join(cells)} |")
 
 
+def dev_scores(results: dict) -> None:
+    """Print each model's dev figures at its best checkpoint: what a precision or a change is judged on."""
+    scored = {model: x["dev"] for model, x in results.items() if model != "env" and "dev" in x}
+    if scored:
+        print("\nDev set (greedy BLEU and chrF, teacher-forced ppl; one seed's BLEU moves by ~1 from seed to seed):")
+    for model, dev in scored.items():
+        print(f"- {model}: BLEU {dev['bleu']:.2f} | chrF {dev['chrf']:.2f} | ppl {dev['ppl']:.2f}")
+
+
 def conditions(results: dict, peers: list, threads: int) -> None:
     """Print what the figures depend on besides the toolkits: the CPU, and how much time the hypervisor took."""
     cpu, bf16 = results["env"]["cpu"], results["env"].get("bf16", "?")
@@ -384,4 +394,5 @@ def main(argv: list[str]) -> None:
     print(f"\n{args.steps} updates; nmt results: {args.out / 'results.json'}\n")
     peers = peer_rows(args)
     table(ours, results["env"]["toolkit"], peers)
+    dev_scores(results)
     conditions(results, peers, args.threads)

@@ -122,4 +122,7 @@ def test_a_tiny_run_writes_the_peers_schema_and_the_side_by_side_table(tmp_path)
     speedup = transformer["train_norm"]["tgt_tok_s"] / 10.0
     assert any(line.startswith(f"| transformer | {speedup:.2f}x | ") for line in table)
     assert results["env"]["cpu"] and table[-1].startswith("- transformer: training ")
+    run = json.loads((out / "transformer" / "results.json").read_text())
+    assert transformer["dev"] == {name: round(run["dev"][name], 2) for name in ("bleu", "chrf", "ppl")}
+    assert f"- transformer: BLEU {transformer['dev']['bleu']:.2f} | chrF " in result.stdout
     assert all(0 <= x <= 100 for x in (transformer["train_steal_pct"], transformer["beam5"]["steal_pct"]))
