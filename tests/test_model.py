@@ -102,6 +102,14 @@ def test_loss_and_its_gradient_equal_pytorch_cross_entropy(eps):
     assert int(out.n_correct) == int(((logits.argmax(-1) == target) & (target != PAD)).sum())
 
 
+def test_loss_on_logits_their_producer_saved_raises_instead_of_a_wrong_gradient():
+    """The loss reuses the logits' storage: autograd must catch a producer that needs them for its backward."""
+    x = torch.randn(2, 3, 40, requires_grad=True)
+    out = sequence_loss(torch.exp(x), torch.randint(1, 40, (2, 3)), PAD, 0.1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.loss.backward()
+
+
 def test_loss_ignores_padding_positions():
     logits = torch.randn(1, 4, 40)
     target = torch.tensor([[5, 6, PAD, PAD]])

@@ -17,44 +17,38 @@ class LossOut:
     n_correct: torch.Tensor
 
 
-def _log_normaliser(logits, max_logit, chunk_rows: int = 256):
-    """(rows,) log sum_j exp(logits[:, j]), stable, through small temporaries that the allocator reuses."""
-    out = torch.empty_like(max_logit)
-    for start in range(0, logits.size(0), chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        out[rows] = (logits[rows] - max_logit[rows].unsqueeze(1)).exp_().sum(dim=-1).log_() + max_logit[rows]
-    return out
-
-
 class _SmoothedCrossEntropy(torch.autograd.Function):
     """Per-row loss (1 - eps) * NLL + eps * mean NLL over the vocabulary, with a hand-written gradient.
 
     The gradient of that loss w.r.t. the logits is softmax - (1 - eps) * onehot - eps / V, so the backward pass
-    is one exp and two in-place updates over (rows, vocab), instead of the half-dozen full passes that autograd
-    through log_softmax, gather and mean makes: the loss was ~40% of an LSTM step on CPU with an 8k vocabulary.
-    Fresh (rows, vocab) buffers are what cost most on a CPU (page faults), so the forward pass works in row
-    chunks and the backward pass writes the gradient into the logits' own storage: the caller must not reuse
-    the logits after backward (the trainer does not).
+    is two in-place updates over (rows, vocab), instead of the half-dozen full passes that autograd through
+    log_softmax, gather and mean makes: the loss was ~40% of an LSTM step on CPU with an 8k vocabulary.
+    Fresh (rows, vocab) buffers are what cost most on a CPU (page faults), so none is made: the forward pass
+    turns the logits' own storage into exp(logits - max), the softmax's numerator that the backward pass scales
+    into the gradient. So the caller must not read the logits after the loss (no caller does; one whose producer
+    saved them for its own backward, as tanh does, gets autograd's in-place error, not a wrong gradient).
     """
 
     @staticmethod
     def forward(ctx, logits, target, weight, eps: float):
         """logits: (rows, vocab) float, target: (rows,), weight: (rows,) float (0 at padding)."""
         max_logit, argmax = logits.max(dim=-1)
-        log_z = _log_normaliser(logits, max_logit)
-        nll = log_z - logits.gather(1, target.unsqueeze(1)).squeeze(1)
-        uniform_nll = log_z - logits.mean(dim=-1)
-        ctx.save_for_backward(logits, log_z, target, weight)
+        target_logit = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+        mean_logit = logits.mean(dim=-1)
+        numerator = logits.sub_(max_logit.unsqueeze(1)).exp_()
+        sum_exp = numerator.sum(dim=-1)
+        log_z = sum_exp.log() + max_logit
+        nll = log_z - target_logit
+        ctx.save_for_backward(numerator, sum_exp, target, weight)
         ctx.eps = eps
         ctx.mark_non_differentiable(nll, argmax)
-        return ((1.0 - eps) * nll + eps * uniform_nll) * weight, nll, argmax
+        return ((1.0 - eps) * nll + eps * (log_z - mean_logit)) * weight, nll, argmax
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_nll, _grad_argmax):
-        logits, log_z, target, weight = ctx.saved_tensors
+        numerator, sum_exp, target, weight = ctx.saved_tensors
         scale = (grad_loss * weight).unsqueeze(1)  # (rows, 1)
-        grad = logits.sub_(log_z.unsqueeze(1)).exp_()
-        grad.sub_(ctx.eps / logits.size(1)).mul_(scale)
+        grad = numerator.mul_(scale / sum_exp.unsqueeze(1)).sub_(scale * (ctx.eps / numerator.size(1)))
         grad.scatter_add_(1, target.unsqueeze(1), -(1.0 - ctx.eps) * scale)
         return grad, None, None, None
 
@@ -64,7 +58,7 @@ def sequence_loss(logits, target, pad_id: int, label_smoothing: float = 0.0) -> 
 
     The sum over real tokens is divided by their count clamped to 1, so a batch of only padding gives 0, not 0/0.
     Metrics stay tensors: reading them every step would force a device sync.
-    Backward overwrites `logits` with its gradient (saving a (tokens, vocab) buffer): don't read them after it.
+    The loss overwrites `logits` (saving (tokens, vocab) buffers): don't read them after calling it.
     """
     vocab = logits.size(-1)
     target = target.reshape(-1)
