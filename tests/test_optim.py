@@ -1,12 +1,35 @@
-"""Learning-rate schedules follow their formulas."""
+"""Learning-rate schedules follow their formulas; gradient clipping is clip_grad_norm_'s."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 
-from nmt.training.optim import lr_factor
+from nmt.training.optim import clip_gradients, lr_factor
+
+
+def _params_with_grads(seed: int) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in ((30, 8), (8,), (5, 5))]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=generator)
+    return params
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3, math.inf])
+def test_clip_gradients_equals_clip_grad_norm_and_leaves_unclipped_gradients_alone(max_norm):
+    ours, reference = _params_with_grads(0), _params_with_grads(0)
+    versions = [p.grad._version for p in ours]
+    norm = clip_gradients(ours, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(reference, max_norm)
+    assert norm.item() == expected.item()
+    for p, q in zip(ours, reference, strict=True):
+        assert torch.equal(p.grad, q.grad)
+    clipped = max_norm < norm
+    assert clipped == (max_norm == 0.5)
+    assert all((p.grad._version > v) == clipped for p, v in zip(ours, versions, strict=True))
 
 
 def test_linear_warmup_then_inverse_sqrt():

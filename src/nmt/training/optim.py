@@ -102,6 +102,19 @@ def describe_param_groups(model: nn.Module, cfg) -> list[str]:
     return [f"trainable: {trainable:,} parameters in {groups}; frozen: {total - trainable:,}", *lines]
 
 
+def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale the gradients down to a global norm of max_norm where it is above; their norm before, a 0-dim tensor.
+
+    What clip_grad_norm_ does, except that it multiplies every gradient by its coefficient even when that is
+    clamped to 1, ~3% of a training step on a CPU. On a CPU reading the norm to skip that costs nothing; on an
+    accelerator it would wait for the device, so there the product stays.
+    """
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if norm.device.type != "cpu" or max_norm < norm + 1e-6:  # clip_grad_norm_'s coefficient max_norm / (norm + 1e-6)
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm
+
+
 def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float, model_dim: int = 1) -> float:
     """Multiplier of optim.lr after `step` optimizer steps.
 

@@ -54,7 +54,7 @@ from nmt.training.monitor import (
     weights_finite,
     write_attention_images,
 )
-from nmt.training.optim import build_optimizer, build_scheduler, describe_param_groups
+from nmt.training.optim import build_optimizer, build_scheduler, clip_gradients, describe_param_groups
 from nmt.training.run_state import (
     Progress,
     check_same_setup,
@@ -299,7 +299,7 @@ class Trainer:
         loss = average_gradients(self.model, out.loss.detach().reshape(1), self.ranks)[0] / self.ranks.world
         self.scaler.unscale_(self.optimizer)
         max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = clip_gradients(list(self.model.parameters()), max_norm)
         if not self.scaler.is_enabled() and not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             self._skip_nonfinite(batch, ratio)
             return
