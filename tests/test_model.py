@@ -102,12 +102,20 @@ def test_loss_and_its_gradient_equal_pytorch_cross_entropy(eps):
     assert int(out.n_correct) == int(((logits.argmax(-1) == target) & (target != PAD)).sum())
 
 
-def test_loss_on_logits_their_producer_saved_raises_instead_of_a_wrong_gradient():
-    """The loss reuses the logits' storage: autograd must catch a producer that needs them for its backward."""
-    x = torch.randn(2, 3, 40, requires_grad=True)
-    out = sequence_loss(torch.exp(x), torch.randint(1, 40, (2, 3)), PAD, 0.1)
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        out.loss.backward()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_loss_leaves_the_logits_as_they_were_for_any_producer(dtype):
+    """exp saves its output for its backward: the loss must not touch it, so the gradient stays right."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 40, dtype=dtype, requires_grad=True)
+    target = torch.randint(1, 40, (2, 3))
+    logits = torch.exp(x)
+    before = logits.detach().clone()
+    sequence_loss(logits, target, PAD, 0.1).loss.backward()
+    assert torch.equal(logits.detach(), before)
+    reference = x.detach().clone().requires_grad_()
+    logits = torch.exp(reference).float().view(-1, 40)
+    torch.nn.functional.cross_entropy(logits, target.view(-1), label_smoothing=0.1).backward()
+    torch.testing.assert_close(x.grad, reference.grad)
 
 
 def test_loss_ignores_padding_positions():

@@ -21,21 +21,23 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     """Per-row loss (1 - eps) * NLL + eps * mean NLL over the vocabulary, with a hand-written gradient.
 
     The gradient of that loss w.r.t. the logits is softmax - (1 - eps) * onehot - eps / V, so the backward pass
-    is two in-place updates over (rows, vocab), instead of the half-dozen full passes that autograd through
-    log_softmax, gather and mean makes: the loss was ~40% of an LSTM step on CPU with an 8k vocabulary.
-    Fresh (rows, vocab) buffers are what cost most on a CPU (page faults), so none is made: the forward pass
-    turns the logits' own storage into exp(logits - max), the softmax's numerator that the backward pass scales
-    into the gradient. So the caller must not read the logits after the loss (no caller does; one whose producer
-    saved them for its own backward, as tanh does, gets autograd's in-place error, not a wrong gradient).
+    is two in-place updates over (rows, vocab) of the softmax's numerator exp(logits - max) that the forward pass
+    saved, instead of the half-dozen full passes that autograd through log_softmax, gather and mean makes: the
+    loss was ~40% of an LSTM step on CPU with an 8k vocabulary. The caller's logits are only read: the numerator
+    is a buffer of the loss's own (for bf16 logits, their fp32 copy), so any producer of the logits may have kept
+    them for its own backward.
     """
 
     @staticmethod
     def forward(ctx, logits, target, weight, eps: float):
         """logits: (rows, vocab) float, target: (rows,), weight: (rows,) float (0 at padding)."""
+        copied = logits.dtype != torch.float32  # .float() below makes a copy that this loss may overwrite
+        logits = logits.float()
         max_logit, argmax = logits.max(dim=-1)
         target_logit = logits.gather(1, target.unsqueeze(1)).squeeze(1)
         mean_logit = logits.mean(dim=-1)
-        numerator = logits.sub_(max_logit.unsqueeze(1)).exp_()
+        shifted = logits.sub_(max_logit.unsqueeze(1)) if copied else logits - max_logit.unsqueeze(1)
+        numerator = shifted.exp_()
         sum_exp = numerator.sum(dim=-1)
         log_z = sum_exp.log() + max_logit
         nll = log_z - target_logit
@@ -58,13 +60,12 @@ def sequence_loss(logits, target, pad_id: int, label_smoothing: float = 0.0) -> 
 
     The sum over real tokens is divided by their count clamped to 1, so a batch of only padding gives 0, not 0/0.
     Metrics stay tensors: reading them every step would force a device sync.
-    The loss overwrites `logits` (saving (tokens, vocab) buffers): don't read them after calling it.
     """
     vocab = logits.size(-1)
     target = target.reshape(-1)
     mask = target != pad_id
     per_token, nll, argmax = _SmoothedCrossEntropy.apply(
-        logits.reshape(-1, vocab).float(), target, mask.float(), label_smoothing
+        logits.reshape(-1, vocab), target, mask.float(), label_smoothing
     )
     n_tokens = mask.sum()
     loss = per_token.sum() / n_tokens.clamp(min=1)
