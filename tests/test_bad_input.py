@@ -250,7 +250,7 @@ CLI_CASES = {
         ["ckpt={ckpt}", "beam_size=2", "stop=first"],
         None,
         2,
-        r"search\.stop=first: not a stopping rule — use one of bound, full_beam, top_eos$",
+        r"override stop=first: Invalid value 'first', expected one of \[bound, full_beam, top_eos\]$",
     ),
     "eval-without-ckpt": ("nmt-eval", "in-process", [], None, 2, r"ckpt: not set — add ckpt=<value> to the command"),
     "eval-ckpt-nowhere": ("nmt-eval", "subprocess", ["ckpt=/nowhere"], None, 2, r"/nowhere: no checkpoint there"),

@@ -9,6 +9,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+from nmt.cli import config_error_message
+from nmt.config import MODEL_SCHEMAS, DataConfig, OptimConfig, TeacherForcingConfig, TrainerConfig
 from tests.conftest import ROOT, compose_config
 
 CONFIGS = Path(ROOT, "src/nmt/configs")
@@ -60,3 +62,74 @@ def test_eval_and_translate_configs_compose():
     assert compose_config("translate", []).ckpt is None
     with pytest.raises(ConfigCompositionException):
         compose_config("translate", ["beam=3"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "valid"),
+    [
+        (["model.attention=dotty"], "dot, general, bahdanau"),
+        (["teacher_forcing.feed=smaple"], "argmax, sample"),
+        (["trainer.precision=bf16"], "32, bf16-mixed, 16-mixed"),
+        (["optim.scheduler=cosin"], "constant, inverse_sqrt, linear, cosine, noam"),
+        (["model=transformer", "model.norm=prenorm"], "pre, post"),
+        (["trainer.search.stop=early"], "bound, full_beam, top_eos"),
+        (["trainer.device=gpu"], "auto, cpu, cuda"),
+        (["model=rnn", "model.cell=lstm2"], "rnn, gru"),
+        (["teacher_forcing.coin=coin"], "token, step"),
+    ],
+)
+def test_a_misspelt_choice_fails_at_composition_naming_the_valid_values(overrides, valid):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config("train", overrides)
+    message = config_error_message(info.value)
+    assert len(message.splitlines()) == 1 and f"expected one of [{valid}]" in message, message
+
+
+@pytest.mark.parametrize("config", ["eval", "translate"])
+def test_inference_choices_are_checked_too(config):
+    with pytest.raises(ConfigCompositionException, match="stop"):
+        compose_config(config, ["ckpt=x.pt", "stop=sometimes"])
+
+
+def test_precision_32_reads_as_the_string_it_is_written_as():
+    assert compose_config("train", ["trainer.precision=32"]).trainer.precision == "32"
+    assert f"{compose_config('train', []).trainer.precision}" == "32"
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+SCHEMA_GROUPS = ("model", "data", "trainer", "optim", "teacher_forcing")
+
+
+@pytest.mark.parametrize(
+    "path",
+    # Options built on another option (multi30k_en_de on multi30k_de_en) override that one's values on purpose.
+    sorted(
+        p
+        for group in SCHEMA_GROUPS
+        for p in (CONFIGS / group).glob("*.yaml")
+        if OmegaConf.load(p).defaults[0].endswith("_schema")
+    ),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
+def test_a_group_option_sets_only_what_differs_from_its_schema(path):
+    """One source of defaults: the dataclasses of nmt/config.py. A group option file repeating one of them could
+    later disagree with it, as trainer/default.yaml's log_every once did."""
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    schema = dict(_schemas())[raw.pop("defaults")[0]]
+    defaults = dict(_leaves(OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)))
+    repeated = [key for key, value in _leaves(raw) if key in defaults and defaults[key] == value]
+    assert not repeated, f"{path.name} repeats its schema's defaults: {', '.join(repeated)}"
+
+
+def _schemas():
+    """(name in a defaults list, dataclass) of every group's schema."""
+    yield from [("trainer_schema", TrainerConfig), ("optim_schema", OptimConfig), ("data_schema", DataConfig)]
+    yield ("teacher_forcing_schema", TeacherForcingConfig)
+    yield from ((f"{name}_schema", schema) for name, schema in MODEL_SCHEMAS.items())

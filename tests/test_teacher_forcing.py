@@ -33,9 +33,9 @@ def test_each_schedule_follows_its_formula():
 
 
 def test_bad_schedule_settings_are_errors():
-    with pytest.raises(ValueError, match=r"teacher_forcing\.schedule=cosine"):
+    with pytest.raises(ValueError, match=r"'cosine', expected one of \[constant, linear, exponential"):
         tf_ratio(_tf(schedule="cosine"), 0, 0)
-    with pytest.raises(ValueError, match=r"teacher_forcing\.unit=batch"):
+    with pytest.raises(ValueError, match=r"'batch', expected one of \[step, epoch\]"):
         tf_ratio(_tf(unit="batch"), 0, 0)
 
 

@@ -116,7 +116,7 @@ def test_learns_to_copy(norm):
 
 
 def test_bad_settings_are_errors():
-    with pytest.raises(ValueError, match="unknown norm"):
+    with pytest.raises(ValueError, match=r"'sandwich', expected one of \[pre, post\]"):
         build_tiny("transformer", norm="sandwich")
     with pytest.raises(ValueError, match="heads"):
         build_tiny("transformer", heads=3)

@@ -4,11 +4,58 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+
+class Choice(str, Enum):
+    """A setting with a fixed set of values. OmegaConf checks a value against the members' names when the config
+    is composed, so a misspelt one fails before any data is read, naming the valid values; in code a member is
+    its value (a str: it compares, hashes and formats as one)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def _missing_(cls, value):
+        return cls.__members__.get(str(value))  # `precision: 32` reaches OmegaConf as the int 32
+
+
+def choices(name: str, values: str) -> type[Choice]:
+    """A Choice named `name` whose members are the space-separated `values`."""
+    return Choice(name, [(value, value) for value in values.split()])
+
+
+TokenizerType = choices("TokenizerType", "unigram bpe")
+DataFormat = choices("DataFormat", "pairs dialogue")
+Attention = choices("Attention", "dot general bahdanau")
+Cell = choices("Cell", "rnn gru")
+Context = choices("Context", "every_step initial")
+Norm = choices("Norm", "pre post")
+Positions = choices("Positions", "sinusoidal learned")
+Activation = choices("Activation", "relu gelu")
+MemoryMode = choices("MemoryMode", "sequence utterance")
+Backbone = choices("Backbone", "transformer lstm_attn")
+Stop = choices("Stop", "bound full_beam top_eos")
+Optimizer = choices("Optimizer", "adam adamw sgd")
+Schedule = choices("Schedule", "constant inverse_sqrt linear cosine noam")
+TeacherForcingSchedule = choices("TeacherForcingSchedule", "constant linear exponential inverse_sigmoid")
+Unit = choices("Unit", "step epoch")
+Coin = choices("Coin", "token step")
+Feed = choices("Feed", "argmax sample")
+Device = choices("Device", "auto cpu cuda")
+Precision = choices("Precision", "32 bf16-mixed 16-mixed")
+Matmul = choices("Matmul", "auto onednn blas")
+DropoutKernel = choices("DropoutKernel", "fast torch")
+Bf16Lstm = choices("Bf16Lstm", "auto onednn fp32")
+Split = choices("Split", "dev test")
 
 
 def project_root() -> Path:
@@ -30,7 +77,7 @@ class PathsConfig:
 
 @dataclass
 class TokenizerConfig:
-    type: str = "unigram"  # unigram | bpe
+    type: TokenizerType = "unigram"
     vocab_size: int = 8000
     joint: bool = True
     model: Any = None  # an existing SentencePiece model: a path, or [src_path, tgt_path]
@@ -48,7 +95,7 @@ class DataConfig:
     name: str = MISSING
     src_lang: str = MISSING
     tgt_lang: str = MISSING
-    format: str = "pairs"  # pairs | dialogue (one session per line, each turn ending with turn_separator)
+    format: DataFormat = "pairs"  # pairs | dialogue (one session per line, each turn ending with turn_separator)
     train: Any = MISSING  # pairs: a TSV file, or [src_file, tgt_file]; dialogue: one file; plain or .gz
     dev: Any = None  # None: split dev off train (seeded)
     test: Any = None  # None: split test off train (seeded)
@@ -75,7 +122,7 @@ class LSTMAttnConfig:
     encoder_layers: int = 2
     decoder_layers: int = 2
     bidirectional: bool = True
-    attention: str = "general"  # dot | general | bahdanau
+    attention: Attention = "general"  # dot | general | bahdanau
     dropout: float = 0.2
     forget_bias: float = 1.0
     tie_target_embeddings: bool = False
@@ -84,13 +131,13 @@ class LSTMAttnConfig:
 @dataclass
 class RNNConfig:
     name: str = "rnn"
-    cell: str = "gru"  # rnn (Elman, tanh) | gru
+    cell: Cell = "gru"  # rnn (Elman, tanh) | gru
     embed_dim: int = 256
     hidden_size: int = 256  # decoder size; a bidirectional encoder uses hidden_size // 2 per direction
     encoder_layers: int = 1
     decoder_layers: int = 1
     bidirectional: bool = True
-    context: str = "every_step"  # every_step (Cho et al., 2014) | initial (Sutskever et al., 2014)
+    context: Context = "every_step"  # every_step (Cho et al., 2014) | initial (Sutskever et al., 2014)
     dropout: float = 0.2
 
 
@@ -102,10 +149,10 @@ class TransformerConfig:
     heads: int = 4
     encoder_layers: int = 3
     decoder_layers: int = 3
-    norm: str = "pre"  # pre | post (a final LayerNorm exactly when pre)
-    positions: str = "sinusoidal"  # sinusoidal | learned
+    norm: Norm = "pre"  # pre | post (a final LayerNorm exactly when pre)
+    positions: Positions = "sinusoidal"  # sinusoidal | learned
     max_positions: int = 1024  # learned positions only
-    activation: str = "relu"  # relu | gelu
+    activation: Activation = "relu"  # relu | gelu
     dropout: float = 0.1
     attention_dropout: float = 0.0
     share_embeddings: bool = True  # one matrix for source, target and output when the vocabulary is joint
@@ -114,7 +161,8 @@ class TransformerConfig:
 @dataclass
 class MemoryConfig:
     enabled: bool = True  # false: no memory at all, exactly the backbone encoder-decoder
-    mode: str = "sequence"  # sequence: gated residual over every encoder position | utterance: HRED, one step a turn
+    # sequence: gated residual over every encoder position | utterance: HRED, one step a turn
+    mode: MemoryMode = "sequence"
     hidden_size: int = 256
     bptt_turns: int = 0  # detach the carried memory every K turns (truncated BPTT); 0: through the whole session
 
@@ -122,7 +170,7 @@ class MemoryConfig:
 @dataclass
 class MemoryLSTMConfig:
     name: str = "memory_lstm"
-    backbone: str = "transformer"  # transformer | lstm_attn: the settings below of that name apply
+    backbone: Backbone = "transformer"  # transformer | lstm_attn: the settings below of that name apply
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     lstm_attn: LSTMAttnConfig = field(default_factory=LSTMAttnConfig)
@@ -139,7 +187,7 @@ class SearchConfig:
     nbest: int = 1  # hypotheses returned per sentence (beam search; at most beam_size)
     # When beam search is done with a sentence: bound (no unfinished hypothesis can beat the beam_size-th
     # finished), full_beam (beam_size finished, as fairseq) or top_eos (a step's best candidate ends, as OpenNMT-py)
-    stop: str = "bound"
+    stop: Stop = "bound"
     batch_size: int = 64  # sentences per decoding batch
     # Batches decoded at the same time on a CPU, each on its share of torch's threads: a decoding step's small
     # products use one core well and two poorly. 0 = one per torch thread, at most 4; 1 = one at a time.
@@ -148,13 +196,13 @@ class SearchConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam | adamw | sgd
+    name: Optimizer = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-9
     momentum: float = 0.0
     weight_decay: float = 0.0
-    scheduler: str = "inverse_sqrt"  # constant | inverse_sqrt | linear | cosine (each after warm-up) | noam
+    scheduler: Schedule = "inverse_sqrt"  # constant | inverse_sqrt | linear | cosine (each after warm-up) | noam
     warmup_steps: int = 200
     min_lr: float = 0.0
     # Module-name patterns -> an lr multiplier (a number) or "frozen", first match wins; e.g.
@@ -164,14 +212,14 @@ class OptimConfig:
 
 @dataclass
 class TeacherForcingConfig:
-    schedule: str = "constant"  # constant | linear | exponential | inverse_sigmoid
+    schedule: TeacherForcingSchedule = "constant"  # constant | linear | exponential | inverse_sigmoid
     ratio: float = 1.0  # constant: the probability of feeding the gold token
     k: float = 1.0  # linear: start value; exponential: base (< 1); inverse_sigmoid: k (>= 1)
     c: float = 0.0  # linear: decrease per unit
     min_ratio: float = 0.0  # linear: floor (eps_min)
-    unit: str = "step"  # step | epoch: what i counts
-    coin: str = "token"  # token: one coin per target token (Bengio et al.) | step: one per time step for the batch
-    feed: str = "argmax"  # argmax | sample: the model's token fed back when the coin says so
+    unit: Unit = "step"  # step | epoch: what i counts
+    coin: Coin = "token"  # token: one coin per target token (Bengio et al.) | step: one per time step for the batch
+    feed: Feed = "argmax"  # argmax | sample: the model's token fed back when the coin says so
 
 
 @dataclass
@@ -182,26 +230,27 @@ class TrainerConfig:
     max_sentences: Optional[int] = None
     eval_every: Optional[int] = 1000  # steps; None: no evaluation within an epoch
     eval_each_epoch: bool = True  # also evaluate at each epoch end (always after the last step)
-    log_every: int = 50
+    log_every: int = 100
     clip_grad_norm: Optional[float] = 1.0
     label_smoothing: float = 0.1
     early_stopping_patience: Optional[int] = None  # evaluations without a better dev BLEU
     dev_max_sentences: Optional[int] = 500  # dev sentences decoded per evaluation (None: all)
     num_samples: int = 3  # dev translations shown per evaluation
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = "auto"  # auto | cpu | cuda
     resume: Optional[str] = None  # a run directory or checkpoint, or auto (the newest of this model and data)
     init_from: Optional[str] = None  # start from these model weights (a run directory or checkpoint), fresh optimizer
     keep_checkpoints: int = 0  # keep the weights of the last k evaluations as checkpoints/step-<N>.pt (nmt-average)
     deterministic: bool = False
     progress_bar: bool = True
     accumulate_grad_batches: int = 1  # batches per optimizer step and process (the same effective batch, fewer GPUs)
-    precision: str = "32"  # 32 | bf16-mixed | 16-mixed: autocast in training (fp16 with a gradient scaler)
+    precision: Precision = "32"  # 32 | bf16-mixed | 16-mixed: autocast in training (fp16 with a gradient scaler)
     compile: bool = False  # torch.compile the teacher-forced forward (sentence pairs at teacher forcing 1)
     max_nonfinite_steps: int = 5  # steps in a row with a non-finite loss or gradient (skipped) before stopping
     attention_samples: int = 2  # dev sentences whose attention heatmaps go to TensorBoard at each evaluation
     profile: bool = False  # record a torch.profiler trace of a few steps into tb/profile
     profile_steps: int = 5
-    search: SearchConfig = field(default_factory=SearchConfig)
+    # Greedy decoding of dev sentences; batches twice an inference batch (one hypothesis a sentence, not a beam).
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(batch_size=128))
 
 
 @dataclass
@@ -226,12 +275,12 @@ class PreprocessConfig(TrainConfig):
 @dataclass
 class EvalConfig(SearchConfig):
     ckpt: str = MISSING
-    split: str = "test"  # dev | test: a split of the checkpoint's data config
+    split: Split = "test"  # dev | test: a split of the checkpoint's data config
     src: Optional[str] = None  # or explicit files (then `split` is ignored)
     ref: Optional[str] = None
     out: Optional[str] = None  # directory for hypotheses and scores (default: <run>/eval)
     beam_size: int = 5
-    device: str = "auto"
+    device: Device = "auto"
     paths: PathsConfig = MISSING
 
 
@@ -239,7 +288,7 @@ class EvalConfig(SearchConfig):
 class TranslateConfig(SearchConfig):
     ckpt: Optional[str] = None  # None: the newest best.pt under paths.log_dir
     beam_size: int = 5
-    device: str = "auto"
+    device: Device = "auto"
     paths: PathsConfig = MISSING
 
 

@@ -47,7 +47,10 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def _settings(cfg: DataConfig) -> dict:
-    settings = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dataclasses.asdict(cfg)
+    if OmegaConf.is_config(cfg):
+        settings = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    else:
+        settings = dataclasses.asdict(cfg)
     return {key: value for key, value in settings.items() if key not in _NOT_CONTENT}
 
 

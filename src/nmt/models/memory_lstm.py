@@ -26,7 +26,6 @@ from nmt.models.lstm_attn import LSTMAttention
 from nmt.models.transformer import Transformer
 
 BACKBONES = {"lstm_attn": LSTMAttention, "transformer": Transformer}
-MODES = ("sequence", "utterance")
 
 
 class TurnMemory(nn.Module):
@@ -73,10 +72,6 @@ class MemoryLSTM(nn.Module):
 
     def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
         super().__init__()
-        if cfg.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone '{cfg.backbone}': choose {' or '.join(BACKBONES)}")
-        if cfg.memory.mode not in MODES:
-            raise ValueError(f"unknown memory mode '{cfg.memory.mode}': choose {' or '.join(MODES)}")
         backbone_cfg = cfg[cfg.backbone]
         self.backbone = BACKBONES[cfg.backbone](backbone_cfg, src_vocab_size, tgt_vocab_size, pad_id, joint_vocab)
         self.enabled = cfg.memory.enabled

@@ -18,7 +18,6 @@ from nmt.models.dropout import Dropout
 from nmt.models.linear import Linear
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU}
-_CONTEXTS = ("every_step", "initial")
 
 
 @dataclass
@@ -39,10 +38,6 @@ class RNNSeq2Seq(nn.Module):
 
     def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
         super().__init__()
-        if cfg.cell not in _CELLS:
-            raise ValueError(f"unknown cell '{cfg.cell}': choose {' or '.join(_CELLS)}")
-        if cfg.context not in _CONTEXTS:
-            raise ValueError(f"unknown context '{cfg.context}': choose {' or '.join(_CONTEXTS)}")
         if cfg.bidirectional and cfg.hidden_size % 2:
             raise ValueError(f"a bidirectional encoder needs an even hidden_size, got {cfg.hidden_size}")
         cell, hidden = _CELLS[cfg.cell], cfg.hidden_size

@@ -14,8 +14,6 @@ from nmt.models.base import EncoderOut
 from nmt.models.dropout import Dropout, dropout
 from nmt.models.linear import Linear
 
-_NORMS = ("pre", "post")
-_POSITIONS = ("sinusoidal", "learned")
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
@@ -197,12 +195,6 @@ class Transformer(nn.Module):
 
     def __init__(self, cfg, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, joint_vocab: bool = False):
         super().__init__()
-        if cfg.norm not in _NORMS:
-            raise ValueError(f"unknown norm '{cfg.norm}': choose pre or post")
-        if cfg.positions not in _POSITIONS:
-            raise ValueError(f"unknown positions '{cfg.positions}': choose sinusoidal or learned")
-        if cfg.activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation '{cfg.activation}': choose relu or gelu")
         if cfg.d_model % cfg.heads:
             raise ValueError(f"d_model {cfg.d_model} does not divide into {cfg.heads} heads")
         share_all = cfg.share_embeddings and joint_vocab

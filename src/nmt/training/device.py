@@ -56,4 +56,6 @@ def precision_warning(precision: str, device: torch.device) -> str | None:
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda: this torch sees no CUDA device — use device auto or cpu")
+    return torch.device(str(spec))

@@ -40,7 +40,7 @@ def train_state(optimizer, scheduler, progress: Progress) -> dict:
 
 def check_same_setup(path, ckpt: dict, cfg, tokenizer, resuming: bool) -> None:
     """Refuse a checkpoint whose vocabulary (or, when resuming, model config) differs from this run's."""
-    if resuming and ckpt["config"]["model"] != OmegaConf.to_container(cfg.model, resolve=True):
+    if resuming and ckpt["config"]["model"] != OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True):
         theirs, ours = ckpt["config"]["model"].get("name"), cfg.model.name
         raise CheckpointError(
             f"{path}: trained with another model config (checkpoint: {theirs}, this run: {ours}) — resume with"

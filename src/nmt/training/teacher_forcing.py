@@ -13,13 +13,9 @@ import math
 
 import torch
 
-from nmt.errors import UserError
-
 
 def tf_ratio(cfg, step: int, epoch: int) -> float:
     """eps_i for i = the optimizer step or the epoch (cfg.unit), clamped to [0, 1]. cfg: a TeacherForcingConfig."""
-    if cfg.unit not in ("step", "epoch"):
-        raise UserError(f"teacher_forcing.unit={cfg.unit}: choose step or epoch")
     i = step if cfg.unit == "step" else epoch
     if cfg.schedule == "constant":
         eps = cfg.ratio
@@ -27,12 +23,8 @@ def tf_ratio(cfg, step: int, epoch: int) -> float:
         eps = max(cfg.min_ratio, cfg.k - cfg.c * i)
     elif cfg.schedule == "exponential":
         eps = cfg.k**i
-    elif cfg.schedule == "inverse_sigmoid":
+    else:  # inverse_sigmoid
         eps = cfg.k / (cfg.k + math.exp(min(i / cfg.k, 700.0)))  # exp overflows past ~709
-    else:
-        raise UserError(
-            f"teacher_forcing.schedule={cfg.schedule}: choose constant, linear, exponential or inverse_sigmoid"
-        )
     return min(1.0, max(0.0, eps))
 
 
@@ -40,9 +32,7 @@ def _coins(cfg, ratio: float, shape, device) -> torch.Tensor:
     """(batch, steps) bool, True where the gold token is fed: one coin per token, or per step for the batch."""
     if cfg.coin == "token":
         return torch.rand(shape, device=device) < ratio
-    if cfg.coin == "step":
-        return (torch.rand(shape[1], device=device) < ratio).expand(shape)
-    raise UserError(f"teacher_forcing.coin={cfg.coin}: choose token or step")
+    return (torch.rand(shape[1], device=device) < ratio).expand(shape)  # step
 
 
 @torch.no_grad()
@@ -50,10 +40,8 @@ def _choose(cfg, logits) -> torch.Tensor:
     """The model's own tokens from logits (..., vocab): argmax, or a sample from the softmax."""
     if cfg.feed == "argmax":
         return logits.argmax(dim=-1)
-    if cfg.feed == "sample":
-        flat = torch.softmax(logits.float().reshape(-1, logits.size(-1)), dim=-1)
-        return torch.multinomial(flat, 1).view(logits.shape[:-1])
-    raise UserError(f"teacher_forcing.feed={cfg.feed}: choose argmax or sample")
+    flat = torch.softmax(logits.float().reshape(-1, logits.size(-1)), dim=-1)  # sample
+    return torch.multinomial(flat, 1).view(logits.shape[:-1])
 
 
 def _step_by_step(model, enc, tgt_in, gold, cfg) -> torch.Tensor:

@@ -163,7 +163,7 @@ class Trainer:
     def _payload(self, with_train_state: bool) -> dict:
         payload = {
             "model": self.model.state_dict(),
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True),
             "tokenizer": self.tokenizer.state(),
             "specials": asdict(self.specials),
         }
