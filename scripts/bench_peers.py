@@ -245,10 +245,10 @@ def profile(model: str, args, out: Path, steps: int = 10, rows: int = 15) -> Non
         trainer = Trainer(cfg, run_dir)
         batches, meter = trainer.sampler.batches(0), Meter(trainer.device)
         for indices in batches[:30]:
-            trainer._train_step([indices], meter)
+            trainer.train_step([indices], meter)
         with torch_profile() as prof:
             for indices in batches[30 : 30 + steps]:
-                trainer._train_step([indices], meter)
+                trainer.train_step([indices], meter)
     print(f"{model}, {args.precision}: {steps} training steps of 64 sentences")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 

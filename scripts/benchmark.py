@@ -46,12 +46,13 @@ def tokens_per_second(overrides: list[str], windows: int, window: int) -> list[f
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, run_dir)
         batches = trainer.sampler.batches(0)
+        steps = [batches[i : i + trainer.per_step] for i in range(0, len(batches), trainer.per_step)]
         rates = []
         for w in range(windows + 1):
             meter = Meter(trainer.device)
             start = time.perf_counter()
-            for indices in batches[w * window : (w + 1) * window]:
-                trainer._train_step(indices, meter)
+            for group in steps[w * window : (w + 1) * window]:
+                trainer.train_step(group, meter)
             elapsed = time.perf_counter() - start
             if w > 0:  # the first window warms up allocators and kernels
                 rates.append(int(meter.tokens) / elapsed)

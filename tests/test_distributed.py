@@ -40,13 +40,13 @@ def _free_port() -> int:
 def _train_recording(overrides: list[str], run_dir) -> list[torch.Tensor]:
     """Train; return all parameters, flattened, after every optimizer step."""
     trainer = Trainer(compose_config("train", [*RUN, *overrides]), run_dir)
-    after_steps, step = [], trainer._train_step
+    after_steps, step = [], trainer.train_step
 
     def recording(group, meter):
         step(group, meter)
         after_steps.append(torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()]))
 
-    trainer._train_step = recording
+    trainer.train_step = recording
     trainer.fit()
     return after_steps
 
@@ -127,13 +127,13 @@ def test_mixed_precision_runs_the_step_in_half_precision_and_learns(precision, m
     dtypes = set()
     trainer.model.output.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
     losses = []
-    step = trainer._train_step
+    step = trainer.train_step
 
     def recording(group, meter):
         step(group, meter)
         losses.append(meter.loss.item() / max(meter.steps, 1))
 
-    trainer._train_step = recording
+    trainer.train_step = recording
     trainer.fit()
     assert (torch.bfloat16 if precision == "bf16-mixed" else torch.float16) in dtypes
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]

@@ -274,7 +274,7 @@ class Trainer:
         (out.loss * loss_scale).backward()
         return out
 
-    def _train_step(self, group: list, meter: Meter) -> None:
+    def train_step(self, group: list, meter: Meter) -> None:
         """One optimizer step over this rank's share of `group`, a step's world * accumulate_grad_batches batches:
         gradients of each batch's mean loss, averaged over the batches and the ranks."""
         tcfg = self.cfg.trainer
@@ -359,7 +359,7 @@ class Trainer:
                 # Every rank takes the same number of steps: the last few batches of an epoch may not fill one.
                 usable = p.batch_in_epoch + (len(batches) - p.batch_in_epoch) // self.per_step * self.per_step
                 for start in range(p.batch_in_epoch, usable, self.per_step):
-                    self._train_step(batches[start : start + self.per_step], meter)
+                    self.train_step(batches[start : start + self.per_step], meter)
                     p.step += 1
                     p.batch_in_epoch = start + self.per_step  # counted over all ranks, so a resume may use other ranks
                     bar.update(1)
