@@ -42,7 +42,6 @@ from pathlib import Path
 import torch
 
 from nmt.decoding.search import STOP_RULES
-from nmt.models.linear import cpuinfo_field
 from nmt.training.device import emulated_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,6 +333,19 @@ def conditions(results: dict, peers: list, threads: int) -> None:
         )
 
 
+def cpu_name() -> str:
+    """The CPU's model name from Linux's /proc/cpuinfo, else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="benchmark.py peers", description=__doc__.splitlines()[0])
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -379,7 +391,7 @@ def main(argv: list[str]) -> None:
             ["bash", str(args.peers_dir / toolkit / "bench.sh"), "--tsv", str(args.corpus)], env=env, check=True
         )
     previous = json.loads((args.out / "results.json").read_text()) if args.decode_only else {}
-    cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
+    cpu = cpu_name()
     bf16 = "emulated" if emulated_bf16(torch.device("cpu")) else "native"
     env = {"toolkit": f"nmt ({precision})", "steps": args.steps, "threads": args.threads, "cpu": cpu, "bf16": bf16}
     results = {**previous, "env": env}

@@ -74,6 +74,7 @@ def test_eval_and_translate_configs_compose():
         (["model=transformer", "model.norm=prenorm"], "pre, post"),
         (["trainer.search.stop=early"], "bound, full_beam, top_eos"),
         (["trainer.device=gpu"], "auto, cpu, cuda"),
+        (["kernels.matmul=mkl"], "auto, onednn, blas"),
         (["model=rnn", "model.cell=lstm2"], "rnn, gru"),
         (["teacher_forcing.coin=coin"], "token, step"),
     ],

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 
 from nmt.cli import doctor
-from nmt.config import MODEL_SCHEMAS
+from nmt.config import MODEL_SCHEMAS, KernelsConfig
+from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import collate, prepare_data
 from nmt.models.base import EncoderOut, LSTMState
 from nmt.models.lstm_attn import LSTMAttention
 from nmt.training import device as device_module
+from nmt.training import diagnostics
 from nmt.training.diagnostics import (
     Check,
     data_report,
@@ -70,6 +73,31 @@ def test_a_healthy_model_overfits_one_batch(toy, name):
     check = overfit_one_batch(model, batch, data.tokenizer.specials.pad, lr=3e-3)
     assert check.status == "pass", check.detail
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # it trained a copy
+
+
+@pytest.mark.parametrize("kernel", ["fast", "torch"])
+@pytest.mark.parametrize("name", ["lstm_attn", "transformer"])
+def test_overfit_one_batch_trains_without_dropout_whatever_the_kernels(toy, monkeypatch, name, kernel):
+    data, batch = toy
+    tok = data.tokenizer
+    model = build_tiny(name, tok.src_vocab_size, tok.tgt_vocab_size, tok.joint, dropout=0.3)
+    use_cpu_kernels(model, OmegaConf.structured(KernelsConfig(matmul="blas", dropout=kernel)), torch.device("cpu"))
+    rates = []
+
+    def loss_recording_dropout(trial, *args):
+        rates.extend(m.p for m in trial.modules() if isinstance(m, nn.Dropout))
+        outputs = [
+            diagnostics.sequence_loss(trial(b.src, b.src_lengths, b.tgt_in), b.tgt_out, args[1]).loss
+            for b in (args[0], args[0])
+        ]
+        assert torch.equal(*outputs), "two forward passes of the trial model differ: dropout is still on"
+        return outputs[0]
+
+    monkeypatch.setattr(diagnostics, "_loss", loss_recording_dropout)
+    check = overfit_one_batch(model, batch, tok.specials.pad, lr=3e-3)
+    assert rates and set(rates) == {0.0}
+    assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.3}  # the model itself keeps its rate
+    assert check.status == "pass", check.detail
 
 
 def test_overfitting_fails_without_learning(toy):

@@ -1,45 +1,27 @@
-"""bf16 autocast on a CPU without bf16 instructions is told, not silently 3x slower than fp32, and LSTMs run there."""
+"""bf16 autocast on a CPU without bf16 instructions is told, not silently 3x slower than fp32."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from nmt.models import base
 from nmt.models.attention import Attention
 from nmt.models.transformer import MultiHeadAttention
 from nmt.training import device as device_module
 from nmt.training.device import emulated_bf16
 from nmt.training.trainer import Trainer
 
-INTEL_FLAGS = "fpu sse2 avx2 avx512f avx512bw avx512_vnni"
+
+@pytest.mark.parametrize(("fp32_s", "bf16_s", "emulated"), [(1e-3, 3e-3, True), (1e-3, 5e-4, False)])
+def test_bf16_is_emulated_where_its_products_measure_slower_than_fp32(monkeypatch, fp32_s, bf16_s, emulated):
+    monkeypatch.setattr(device_module, "product_seconds", lambda: {"32": fp32_s, "bf16": bf16_s})
+    assert emulated_bf16(torch.device("cpu")) is emulated
+    assert emulated_bf16(torch.device("cuda")) is False  # no claim off the CPU
 
 
-def _cpuinfo(tmp_path, text: str) -> str:
-    path = tmp_path / "cpuinfo"
-    path.write_text(text)
-    return str(path)
-
-
-@pytest.mark.parametrize(
-    ("text", "emulated"),
-    [
-        (f"processor\t: 0\nflags\t\t: {INTEL_FLAGS}\n", True),
-        (f"processor\t: 0\nflags\t\t: {INTEL_FLAGS} avx512_bf16 amx_tile amx_bf16\n", False),
-        (f"processor\t: 0\nflags\t\t: {INTEL_FLAGS} avx512_bf16\n", False),  # AMD Zen 4: AVX-512 BF16, no AMX
-        ("processor\t: 0\nFeatures\t: fp asimd sve\n", True),  # ARM without bf16
-        ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", False),
-        ("processor\t: 0\n", False),  # no flags at all: no claim
-    ],
-)
-def test_emulated_bf16_reads_the_cpu_flags(tmp_path, text, emulated):
-    assert emulated_bf16(torch.device("cpu"), _cpuinfo(tmp_path, text)) is emulated
-
-
-def test_emulated_bf16_makes_no_claim_without_cpuinfo_or_off_the_cpu(tmp_path):
-    assert emulated_bf16(torch.device("cpu"), str(tmp_path / "missing")) is False
-    assert emulated_bf16(torch.device("cuda"), _cpuinfo(tmp_path, f"flags\t: {INTEL_FLAGS}\n")) is False
+def test_product_seconds_times_both_precisions_on_this_cpu():
+    times = device_module.product_seconds()
+    assert set(times) == {"32", "bf16"} and all(0 < t < 1 for t in times.values())
 
 
 @pytest.mark.parametrize(
@@ -52,24 +34,7 @@ def test_training_warns_when_bf16_would_be_emulated(
     trainer = Trainer(toy_cfg("trainer.max_steps=1", f"trainer.precision={precision}"), tmp_path / "run")
     with caplog.at_level("INFO", logger="nmt.train"):
         trainer.fit()
-    assert ("bf16 instructions" in caplog.text and "trainer.precision=32" in caplog.text) is warned
-
-
-@pytest.mark.parametrize("packed", [False, True])
-def test_lstm_runs_in_fp32_under_autocast_where_onednn_builds_no_bf16_lstm(monkeypatch, packed):
-    monkeypatch.setattr(base, "_onednn_builds_bf16_lstm", lambda: False)
-    torch.manual_seed(0)
-    lstm = torch.nn.LSTM(8, 6, 2, batch_first=True, bidirectional=True)
-    x = torch.randn(3, 5, 8)
-    inputs = pack_padded_sequence(x, torch.tensor([5, 4, 2]), batch_first=True) if packed else x
-    state = base.LSTMState(torch.randn(4, 3, 6), torch.randn(4, 3, 6))
-    expected, (h, c) = lstm(inputs, (state.h, state.c))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out, final = base.run_lstm(lstm, inputs, state)
-    out, expected = (out.data, expected.data) if packed else (out, expected)
-    assert out.dtype == final.h.dtype == torch.float32
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
-    torch.testing.assert_close((final.h, final.c), (h, c), rtol=0, atol=0)
+    assert ("bf16 products are emulated" in caplog.text and "trainer.precision=32" in caplog.text) is warned
 
 
 def test_attention_weights_are_fp32_under_cpu_autocast():

@@ -195,6 +195,15 @@ class SearchConfig:
 
 
 @dataclass
+class KernelsConfig:
+    """CPU speed paths (nmt/cpu_kernels.py), swapped into the model from outside; each can be forced."""
+
+    matmul: Matmul = "auto"  # fp32 Linear products: auto (time both on the model's shapes at start-up) | onednn | blas
+    dropout: DropoutKernel = "fast"  # fast: a cheaper CPU mask (the same distribution) | torch: nn.Dropout's own
+    bf16_lstm: Bf16Lstm = "auto"  # LSTMs under CPU bf16 autocast: auto (try one at start-up) | onednn | fp32
+
+
+@dataclass
 class OptimConfig:
     name: Optimizer = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
@@ -261,6 +270,7 @@ class TrainConfig:
     optim: OptimConfig = MISSING
     teacher_forcing: TeacherForcingConfig = MISSING
     paths: PathsConfig = MISSING
+    kernels: KernelsConfig = field(default_factory=KernelsConfig)
     seed: int = 1234
 
 
@@ -282,6 +292,7 @@ class EvalConfig(SearchConfig):
     beam_size: int = 5
     device: Device = "auto"
     paths: PathsConfig = MISSING
+    kernels: KernelsConfig = field(default_factory=KernelsConfig)
 
 
 @dataclass
@@ -290,6 +301,7 @@ class TranslateConfig(SearchConfig):
     beam_size: int = 5
     device: Device = "auto"
     paths: PathsConfig = MISSING
+    kernels: KernelsConfig = field(default_factory=KernelsConfig)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import sys
 import torch
 
 from nmt.cli import compose_config, reports_errors
+from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import TokenBatchSampler, collate, prepare_data
 from nmt.models import build_model, model_width
 from nmt.training.device import resolve_device
@@ -42,6 +43,7 @@ def run_checks(cfg) -> list[Check]:
     pad = tokenizer.specials.pad
     sizes = (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
     model = build_model(cfg.model, *sizes, pad, tokenizer.shared_vocab).to(device)
+    use_cpu_kernels(model, cfg.kernels, device)
     sampler = TokenBatchSampler.for_pairs(
         train.src_lengths(),
         train.tgt_lengths(),

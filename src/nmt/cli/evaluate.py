@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from nmt.cli import compose_config, reports_errors
 from nmt.config import DataConfig
+from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import PreparedData, encode_corpus, make_normalizer, read_lines, read_splits
 from nmt.data.dataset import dialogue_pairs
 from nmt.decoding import translate_texts
@@ -127,6 +128,7 @@ def evaluate(cfg) -> dict:
     path = resolve_checkpoint(cfg.ckpt, "best.pt")
     device = resolve_device(cfg.device)
     model, tokenizer, run_cfg = load_for_inference(path, device)
+    use_cpu_kernels(model, cfg.kernels, device)
     if run_cfg["model"]["name"] == "memory_lstm":
         if not (cfg.src or cfg.ref):
             return evaluate_sessions(cfg, path, model, tokenizer, run_cfg, device)

@@ -8,6 +8,7 @@ import re
 import sys
 
 from nmt.cli import compose_config, reports_errors
+from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import make_normalizer
 from nmt.decoding import translate_texts
 from nmt.decoding.chat import Chat
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     path = resolve_checkpoint(cfg.ckpt, "best.pt") if cfg.ckpt else newest_checkpoint(cfg.paths.log_dir)
     device = resolve_device(cfg.device)
     model, tokenizer, run_cfg = load_for_inference(path, device)
+    use_cpu_kernels(model, cfg.kernels, device)
     normalize = make_normalizer(run_cfg["data"])  # the same normalisation as the training data
     print(f"nmt-translate: using {path}", file=sys.stderr)
     if run_cfg["model"]["name"] == "memory_lstm":

@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nmt.models.linear import Linear
-
 
 class Attention(nn.Module):
     """Scores every query against every memory position and returns the weighted context.
@@ -24,11 +22,11 @@ class Attention(nn.Module):
             if query_dim != memory_dim:
                 raise ValueError(f"dot attention needs equal sizes, got query {query_dim}, memory {memory_dim}")
         elif kind == "general":
-            self.proj = Linear(memory_dim, query_dim, bias=False)
+            self.proj = nn.Linear(memory_dim, query_dim, bias=False)
         elif kind == "bahdanau":
-            self.query_proj = Linear(query_dim, query_dim, bias=False)
-            self.memory_proj = Linear(memory_dim, query_dim, bias=True)
-            self.v = Linear(query_dim, 1, bias=False)
+            self.query_proj = nn.Linear(query_dim, query_dim, bias=False)
+            self.memory_proj = nn.Linear(memory_dim, query_dim, bias=True)
+            self.v = nn.Linear(query_dim, 1, bias=False)
         else:
             raise ValueError(f"unknown attention '{kind}': choose dot, general or bahdanau")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -51,24 +50,8 @@ class LSTMState:
         return LSTMState(self.h.detach(), self.c.detach())
 
 
-@functools.cache
-def _onednn_builds_bf16_lstm() -> bool:
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return check is None or bool(check())
-
-
 def run_lstm(lstm: nn.LSTM, x, state: Optional[LSTMState] = None):
     """lstm (batch_first) over x, a (batch, len, input) tensor or a PackedSequence, from state (zeros when None)
-    -> its outputs (as x: padded or packed) and the final state (layers * directions, batch, hidden).
-
-    Under CPU autocast torch hands the LSTM to oneDNN in bf16, and oneDNN builds a bf16 LSTM only on CPUs with
-    AVX-512; elsewhere (an AVX2-only AMD EPYC) the call fails ("could not create a primitive descriptor for the
-    LSTM forward propagation primitive"), so there the LSTM runs in fp32 and the rest of the step in bf16.
-    """
-    hx = None if state is None else (state.h, state.c)
-    if x.is_cuda or not torch.is_autocast_enabled("cpu") or _onednn_builds_bf16_lstm():
-        out, (h, c) = lstm(x, hx)
-    else:
-        with torch.autocast("cpu", enabled=False):
-            out, (h, c) = lstm(x.float(), None if hx is None else tuple(s.float() for s in hx))
+    -> its outputs (as x: padded or packed) and the final state (layers * directions, batch, hidden)."""
+    out, (h, c) = lstm(x, None if state is None else (state.h, state.c))
     return out, LSTMState(h, c)

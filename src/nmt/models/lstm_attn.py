@@ -8,8 +8,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.attention import Attention
 from nmt.models.base import EncoderOut, LSTMState, run_lstm
-from nmt.models.dropout import Dropout
-from nmt.models.linear import Linear
 
 
 class LSTMEncoder(nn.Module):
@@ -26,7 +24,7 @@ class LSTMEncoder(nn.Module):
         self.num_layers = num_layers
         self.bidirectional = bidirectional
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.rnn = nn.LSTM(
             embed_dim,
             hidden_size // 2 if bidirectional else hidden_size,
@@ -71,8 +69,8 @@ class LSTMAttention(nn.Module):
         self.encoder = LSTMEncoder(
             src_vocab_size, cfg.embed_dim, hidden, cfg.encoder_layers, cfg.bidirectional, cfg.dropout, pad_id
         )
-        self.bridge_h = Linear(hidden, hidden)
-        self.bridge_c = Linear(hidden, hidden)
+        self.bridge_h = nn.Linear(hidden, hidden)
+        self.bridge_c = nn.Linear(hidden, hidden)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, cfg.embed_dim, padding_idx=pad_id)
         self.decoder = nn.LSTM(
             cfg.embed_dim,
@@ -82,9 +80,9 @@ class LSTMAttention(nn.Module):
             dropout=cfg.dropout if cfg.decoder_layers > 1 else 0.0,
         )
         self.attention = Attention(cfg.attention, hidden, hidden)
-        self.combine = Linear(2 * hidden, hidden, bias=False)
-        self.dropout = Dropout(cfg.dropout)
-        self.output = Linear(hidden, tgt_vocab_size)
+        self.combine = nn.Linear(2 * hidden, hidden, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(hidden, tgt_vocab_size)
         if cfg.tie_target_embeddings:
             if cfg.embed_dim != hidden:
                 raise ValueError("tie_target_embeddings needs embed_dim == hidden_size")

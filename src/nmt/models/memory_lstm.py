@@ -21,7 +21,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.base import EncoderOut, LSTMState, run_lstm
-from nmt.models.linear import Linear
 from nmt.models.lstm_attn import LSTMAttention
 from nmt.models.transformer import Transformer
 
@@ -41,8 +40,8 @@ class TurnMemory(nn.Module):
         self.mode = mode
         self.hidden_size = hidden_size
         self.rnn = nn.LSTM(dim, hidden_size, batch_first=True)
-        self.gate = Linear(hidden_size, dim)  # W1
-        self.value = Linear(hidden_size, dim)  # W2
+        self.gate = nn.Linear(hidden_size, dim)  # W1
+        self.value = nn.Linear(hidden_size, dim)  # W2
 
     def initial_state(self, batch: int, device) -> LSTMState:
         """The empty memory a session starts from: zeros (1, batch, hidden)."""

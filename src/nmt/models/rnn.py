@@ -14,8 +14,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.base import EncoderOut
-from nmt.models.dropout import Dropout
-from nmt.models.linear import Linear
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU}
 
@@ -53,7 +51,7 @@ class RNNSeq2Seq(nn.Module):
             bidirectional=cfg.bidirectional,
             dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0,
         )
-        self.bridge = Linear(hidden, cfg.decoder_layers * hidden)
+        self.bridge = nn.Linear(hidden, cfg.decoder_layers * hidden)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, cfg.embed_dim, padding_idx=pad_id)
         context_size = hidden if self.every_step else 0
         self.decoder = cell(
@@ -63,8 +61,8 @@ class RNNSeq2Seq(nn.Module):
             batch_first=True,
             dropout=cfg.dropout if cfg.decoder_layers > 1 else 0.0,
         )
-        self.dropout = Dropout(cfg.dropout)
-        self.output = Linear(hidden + context_size, tgt_vocab_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(hidden + context_size, tgt_vocab_size)
 
     def encode(self, src, src_lengths) -> EncoderOut:
         """src: (batch, src_len). The summary vector (batch, hidden) is the top layer's final state, both ways."""

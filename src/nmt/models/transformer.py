@@ -11,8 +11,6 @@ from torch import nn
 
 from nmt.errors import UserError
 from nmt.models.base import EncoderOut
-from nmt.models.dropout import Dropout, dropout
-from nmt.models.linear import Linear
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -65,10 +63,10 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
-        self.query = Linear(d_model, d_model)
-        self.key = Linear(d_model, d_model)
-        self.value = Linear(d_model, d_model)
-        self.out = Linear(d_model, d_model)
+        self.query = nn.Linear(d_model, d_model)
+        self.key = nn.Linear(d_model, d_model)
+        self.value = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)
 
     def split_heads(self, x):
         """(batch, len, d_model) -> (batch, heads, len, d_head)"""
@@ -90,7 +88,7 @@ class MultiHeadAttention(nn.Module):
                 scores = scores.masked_fill(~mask, float("-inf"))
             # CPU autocast leaves softmax in bf16 (CUDA's runs it in fp32): 8 bits of mantissa for the weights.
             probs = scores.softmax(dim=-1, dtype=torch.float32)
-            out = dropout(probs, self.dropout, self.training).to(values.dtype) @ values
+            out = F.dropout(probs, self.dropout, self.training).to(values.dtype) @ values
             weights = probs.mean(dim=1) if need_weights else None
         else:
             p = self.dropout if self.training else 0.0
@@ -108,7 +106,7 @@ class Residual(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre_norm: bool):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.pre_norm = pre_norm
 
     def input(self, x):
@@ -122,10 +120,10 @@ class Residual(nn.Module):
 def feed_forward(cfg) -> nn.Sequential:
     """Position-wise feed-forward block: (..., d_model) -> (..., d_model)"""
     return nn.Sequential(
-        Linear(cfg.d_model, cfg.ffn_dim),
+        nn.Linear(cfg.d_model, cfg.ffn_dim),
         _ACTIVATIONS[cfg.activation](),
-        Dropout(cfg.dropout),
-        Linear(cfg.ffn_dim, cfg.d_model),
+        nn.Dropout(cfg.dropout),
+        nn.Linear(cfg.ffn_dim, cfg.d_model),
     )
 
 
@@ -210,7 +208,7 @@ class Transformer(nn.Module):
             self.positions = nn.Embedding(cfg.max_positions, cfg.d_model)
         else:
             self.positions = SinusoidalPositions(cfg.d_model)
-        self.dropout = Dropout(cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         # Pre-norm leaves each stack's output un-normalised (a sum of residuals): a final LayerNorm fixes that.
@@ -218,7 +216,7 @@ class Transformer(nn.Module):
         self.encoder_norm = nn.LayerNorm(cfg.d_model) if pre_norm else nn.Identity()
         self.decoder_norm = nn.LayerNorm(cfg.d_model) if pre_norm else nn.Identity()
         # No bias (as in Vaswani et al.): the output layer is a plain projection, the target embedding when tied.
-        self.output = Linear(cfg.d_model, tgt_vocab_size, bias=False)
+        self.output = nn.Linear(cfg.d_model, tgt_vocab_size, bias=False)
         if cfg.share_embeddings:
             self.output.weight = self.tgt_embed.weight
 

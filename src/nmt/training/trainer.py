@@ -18,12 +18,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import TokenBatchSampler, collate, collate_sessions, prepare_data, session_sampler
 from nmt.decoding.search import check_search
 from nmt.errors import UserError
 from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, json_scores
 from nmt.models import build_model, count_parameters, describe, model_width
-from nmt.models.linear import cpu_matmul
 from nmt.training.checkpoint import (
     copy_checkpoint,
     load_checkpoint,
@@ -121,6 +121,7 @@ class Trainer:
             self.tokenizer.shared_vocab,
         ).to(self.device)
         broadcast_parameters(self.model, self.ranks)
+        self.kernels = use_cpu_kernels(self.model, cfg.kernels, self.device)
         # The compiled forward shares self.model's parameters; checkpoints save self.model, so their keys do not change.
         # Scheduled sampling and memory-LSTM sessions run eagerly: their Python loops would recompile per length.
         self.teacher_forced = torch.compile(self.model, dynamic=True) if tcfg.compile else self.model
@@ -406,10 +407,11 @@ class Trainer:
         log.info("model: %s", describe(self.model, self.cfg.model))
         for line in describe_param_groups(self.model, self.cfg.optim):
             log.info("parameters: %s", line)
-        device = f"{self.device} (fp32 linear products: {cpu_matmul()})" if self.device.type == "cpu" else self.device
         log.info(
-            "device %s | %d batches per epoch | training for %d steps", device, len(self.sampler), self.total_steps
+            "device %s | %d batches per epoch | training for %d steps", self.device, len(self.sampler), self.total_steps
         )
+        if self.kernels:
+            log.info("CPU kernels: %s", self.kernels.describe())
         warning = precision_warning(self.cfg.trainer.precision, self.device)
         if warning:
             log.warning(warning)
