@@ -244,3 +244,25 @@ def test_fast_dropout_is_identity_when_evaluating_or_at_zero_and_seeded_when_tra
 
 def test_fast_dropout_keeps_the_input_dtype():
     assert fast_dropout(torch.ones(4, 4, dtype=torch.bfloat16), 0.5, training=True).dtype == torch.bfloat16
+
+
+@needs_onednn
+def test_a_resumed_run_keeps_the_product_library_its_run_measured(toy_cfg, tmp_path, monkeypatch):
+    """On a busy machine a second measurement may come out the other way; a resumed run must equal an
+    uninterrupted one, so it multiplies as the run it resumes did. A forced library still wins."""
+    from nmt.training.trainer import Trainer
+
+    def measuring(blas, onednn):
+        monkeypatch.setattr(cpu_kernels, "time_matmul", lambda shapes: {"blas": blas, "onednn": onednn})
+
+    measuring(blas=2.0, onednn=1.0)
+    run = tmp_path / "run"
+    Trainer(toy_cfg("trainer.max_steps=2", "trainer.eval_every=2"), run).fit()
+    measuring(blas=1.0, onednn=2.0)
+    resumed = Trainer(toy_cfg("trainer.max_steps=4", f"trainer.resume={run}"), run)
+    assert (
+        resumed.kernels.matmul == "onednn" and "as measured when the resumed run started" in resumed.kernels.describe()
+    )
+    assert {type(m) for m in resumed.model.modules() if isinstance(m, nn.Linear)} == {OneDnnLinear}
+    forced = Trainer(toy_cfg("trainer.max_steps=4", f"trainer.resume={run}", "kernels.matmul=blas"), run)
+    assert {type(m) for m in forced.model.modules() if isinstance(m, nn.Linear)} == {nn.Linear}

@@ -10,6 +10,7 @@ nn.Dropout (nmt-doctor, export, torch.compile) see what they expect. docs/perfor
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import statistics
@@ -214,10 +215,13 @@ class KernelChoice:
     dropout: str  # fast | torch
     bf16_lstm: str  # onednn | fp32
     timings: dict[str, float] | None = None  # the measurement behind an auto matmul choice, seconds per pass
+    resumed: bool = False  # an auto matmul choice kept from the run this one resumes
 
     def describe(self) -> str:
         library = "oneDNN" if self.matmul == "onednn" else "torch's BLAS"
-        if self.timings is None:
+        if self.resumed:
+            why = "as measured when the resumed run started"
+        elif self.timings is None:
             why = "set by kernels.matmul"
         else:
             blas_ms, onednn_ms = self.timings["blas"] * 1e3, self.timings["onednn"] * 1e3
@@ -267,6 +271,17 @@ def swap_modules(model: nn.Module, choice: KernelChoice) -> None:
         if type(module) in swaps:
             # The subclasses add no state: the same object, parameters, hooks and state_dict keys, another forward.
             module.__class__ = swaps[type(module)]
+
+
+def keep_measured_choice(model: nn.Module, choice: KernelChoice, recorded: dict | None) -> KernelChoice:
+    """On resuming, the product library that the run's checkpoint recorded (recorded: {'matmul': ...}) instead
+    of this start-up's measurement, which on a busy machine may come out the other way: a resumed run must equal
+    an uninterrupted one. A library forced by kernels.matmul stays."""
+    if choice.timings is None or not recorded or recorded.get("matmul") not in ("onednn", "blas"):
+        return choice
+    kept = dataclasses.replace(choice, matmul=recorded["matmul"], timings=None, resumed=True)
+    swap_modules(model, kept)
+    return kept
 
 
 def use_cpu_kernels(model: nn.Module, cfg, device: torch.device) -> KernelChoice | None:

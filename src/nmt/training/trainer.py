@@ -18,7 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from nmt.cpu_kernels import use_cpu_kernels
+from nmt.cpu_kernels import keep_measured_choice, use_cpu_kernels
 from nmt.data import TokenBatchSampler, collate, collate_sessions, prepare_data, session_sampler
 from nmt.decoding.search import check_search
 from nmt.errors import UserError
@@ -170,12 +170,16 @@ class Trainer:
         }
         if with_train_state:
             payload["train_state"] = train_state(self.optimizer, self.scheduler, self.progress)
+            if self.kernels:  # a resumed run multiplies as this one did, whatever a new measurement would say
+                payload["kernels"] = {"matmul": self.kernels.matmul}
         return payload
 
     def _resume(self) -> None:
         path = resume_checkpoint(self.cfg)
         ckpt = load_checkpoint(path)
         check_same_setup(path, ckpt, self.cfg, self.tokenizer, resuming=True)
+        if self.kernels:
+            self.kernels = keep_measured_choice(self.model, self.kernels, ckpt.get("kernels"))
         load_weights(path, self.model, ckpt)
         self.progress = restore_train_state(path, ckpt, self.optimizer, self.scheduler)
         if (path.parent / "best.pt").is_file() and path.parent != self.ckpt_dir:
