@@ -14,13 +14,13 @@ from nmt.training.trainer import Trainer
 
 @pytest.mark.parametrize(("fp32_s", "bf16_s", "emulated"), [(1e-3, 3e-3, True), (1e-3, 5e-4, False)])
 def test_bf16_is_emulated_where_its_products_measure_slower_than_fp32(monkeypatch, fp32_s, bf16_s, emulated):
-    monkeypatch.setattr(device_module, "product_seconds", lambda: {"32": fp32_s, "bf16": bf16_s})
+    monkeypatch.setattr(device_module, "time_bf16_product", lambda: {"32": fp32_s, "bf16": bf16_s})
     assert emulated_bf16(torch.device("cpu")) is emulated
     assert emulated_bf16(torch.device("cuda")) is False  # no claim off the CPU
 
 
-def test_product_seconds_times_both_precisions_on_this_cpu():
-    times = device_module.product_seconds()
+def test_time_bf16_product_times_both_precisions_on_this_cpu():
+    times = device_module.time_bf16_product()
     assert set(times) == {"32", "bf16"} and all(0 < t < 1 for t in times.values())
 
 

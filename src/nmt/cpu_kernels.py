@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nmt.errors import UserError
+
 # Below this many rows a oneDNN call's fixed cost (~10 us) outweighs any faster product (256-wide layers).
 MIN_ROWS = 16
 # oneDNN must beat torch's BLAS by more than this share of the time to be chosen: a smaller gap is the noise of
@@ -131,6 +133,20 @@ def time_matmul(shapes: dict[tuple[int, int], int], rows: int = MEASURE_ROWS) ->
     return {library: statistics.median(seconds) for library, seconds in passes.items()}
 
 
+@functools.cache
+def time_bf16_product() -> dict[str, float]:
+    """Median seconds of a (512, 512) x (512, 512) CPU product in fp32 and under bf16 autocast: {'32': s, 'bf16': s}.
+    Slower bf16 means oneDNN emulates it (a CPU without bf16 instructions)."""
+    with torch.random.fork_rng(devices=[]):  # a measurement must not move the run's random stream
+        a, b = torch.randn(512, 512), torch.randn(512, 512)
+    times = {}
+    for precision in ("32", "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            runs = [_seconds(lambda: a @ b) for _ in range(7)]
+        times[precision] = statistics.median(runs[2:])  # the first products create oneDNN's kernel
+    return times
+
+
 def linear_shapes(model: nn.Module) -> dict[tuple[int, int], int]:
     """(in_features, out_features) -> how many of the model's nn.Linear layers have that shape."""
     shapes: dict[tuple[int, int], int] = {}
@@ -236,8 +252,6 @@ def choose_kernels(cfg, model: nn.Module) -> KernelChoice:
     """Resolve cfg (a KernelsConfig) for `model` on the CPU: kernels.matmul=auto times both libraries on the
     model's Linear shapes and takes oneDNN only when it is more than MATMUL_MARGIN faster; bf16_lstm=auto tries
     a bf16 LSTM. A forced choice this torch build cannot take is an error naming the setting."""
-    from nmt.errors import UserError
-
     timings = None
     matmul = str(cfg.matmul)
     if matmul == "onednn" and onednn_linear_op() is None:
@@ -247,8 +261,9 @@ def choose_kernels(cfg, model: nn.Module) -> KernelChoice:
         )
     if matmul == "auto":
         matmul = "blas"
-        if onednn_linear_op() is not None and linear_shapes(model):
-            timings = time_matmul(linear_shapes(model))
+        shapes = linear_shapes(model)
+        if onednn_linear_op() is not None and shapes:
+            timings = time_matmul(shapes)
             if timings["onednn"] < (1.0 - MATMUL_MARGIN) * timings["blas"]:
                 matmul = "onednn"
     bf16_lstm = str(cfg.bf16_lstm)
@@ -259,18 +274,16 @@ def choose_kernels(cfg, model: nn.Module) -> KernelChoice:
 
 def swap_modules(model: nn.Module, choice: KernelChoice) -> None:
     """Give the model's nn.Linear, nn.Dropout and nn.LSTM modules the classes `choice` names, in place."""
-    swaps = {
-        nn.Linear: OneDnnLinear if choice.matmul == "onednn" else nn.Linear,
-        OneDnnLinear: OneDnnLinear if choice.matmul == "onednn" else nn.Linear,
-        nn.Dropout: FastDropout if choice.dropout == "fast" else nn.Dropout,
-        FastDropout: FastDropout if choice.dropout == "fast" else nn.Dropout,
-        nn.LSTM: Fp32LSTM if choice.bf16_lstm == "fp32" else nn.LSTM,
-        Fp32LSTM: Fp32LSTM if choice.bf16_lstm == "fp32" else nn.LSTM,
-    }
+    pairs = [  # (torch's class, its kernel subclass, whether the subclass is wanted)
+        (nn.Linear, OneDnnLinear, choice.matmul == "onednn"),
+        (nn.Dropout, FastDropout, choice.dropout == "fast"),
+        (nn.LSTM, Fp32LSTM, choice.bf16_lstm == "fp32"),
+    ]
     for module in model.modules():
-        if type(module) in swaps:
-            # The subclasses add no state: the same object, parameters, hooks and state_dict keys, another forward.
-            module.__class__ = swaps[type(module)]
+        for plain, kernel, wanted in pairs:
+            if type(module) in (plain, kernel):
+                # The subclasses add no state: the same object, parameters, hooks and state_dict keys, another forward.
+                module.__class__ = kernel if wanted else plain
 
 
 def keep_measured_choice(model: nn.Module, choice: KernelChoice, recorded: dict | None) -> KernelChoice:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import statistics
-import time
 
 import torch
 
+from nmt.cpu_kernels import time_bf16_product
 from nmt.errors import UserError
 
 
@@ -29,31 +28,13 @@ def mixed_precision(precision: str, device: torch.device):
     return functools.partial(torch.autocast, device.type, dtype=dtype), scaler
 
 
-@functools.cache
-def product_seconds() -> dict[str, float]:
-    """Median seconds of a (512, 512) x (512, 512) CPU product in fp32 and under bf16 autocast: {'32': s, 'bf16': s}."""
-
-    def seconds(dtype) -> float:
-        a, b = torch.randn(512, 512), torch.randn(512, 512)
-        times = []
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            for _ in range(7):
-                start = time.perf_counter()
-                a @ b
-                times.append(time.perf_counter() - start)
-        return statistics.median(times[2:])  # the first products create oneDNN's kernel
-
-    with torch.random.fork_rng(devices=[]):  # a measurement must not move the run's random stream
-        return {"32": seconds("32"), "bf16": seconds("bf16")}
-
-
 def emulated_bf16(device: torch.device) -> bool:
-    """True on a CPU where bf16 products run slower than fp32 ones (measured: product_seconds): a CPU without bf16
+    """True on a CPU where bf16 products run slower than fp32 ones (measured: time_bf16_product): a CPU without bf16
     instructions, where oneDNN emulates them with fp32 products plus conversions and bf16 autocast trains ~3x slower
     than fp32 (docs/performance.md, "bf16 without bf16 instructions")."""
     if device.type != "cpu":
         return False
-    times = product_seconds()
+    times = time_bf16_product()
     return times["bf16"] > times["32"]
 
 
@@ -61,7 +42,7 @@ def precision_warning(precision: str, device: torch.device) -> str | None:
     """What is wrong with training at `precision` on `device`, with the fix, or None: bf16-mixed on a CPU whose
     bf16 products are slower than fp32 ones (emulated_bf16). The trainer logs it; nmt-doctor reports it."""
     if precision == "bf16-mixed" and emulated_bf16(device):
-        times = product_seconds()
+        times = time_bf16_product()
         return (
             f"trainer.precision=bf16-mixed on a CPU whose bf16 products are emulated ({times['bf16'] * 1e3:.2f} ms"
             f" against fp32's {times['32'] * 1e3:.2f} ms for a 512 x 512 product, measured now): training runs ~3x"
