@@ -235,6 +235,9 @@ class TeacherForcingConfig:
 class TrainerConfig:
     max_epochs: int = 10
     max_steps: Optional[int] = None  # stop after this many optimizer steps (wins over max_epochs)
+    # A time budget: stop after this many minutes of training (its dev evaluations included), whichever of it and
+    # the length above comes first; the run still ends with a dev and a test evaluation. Resumed runs continue it.
+    max_minutes: Optional[float] = None
     max_tokens: int = 4096  # token budget of one batch, padding included
     max_sentences: Optional[int] = None
     eval_every: Optional[int] = 1000  # steps; None: no evaluation within an epoch

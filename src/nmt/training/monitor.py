@@ -204,9 +204,11 @@ def profiler(tcfg, trace_dir):
     )
 
 
-def report_train(emit, writer, m: dict, model, step: int, total_steps: int, epoch: int, lr: float, ratio: float):
+def report_train(
+    emit, writer, m: dict, model, step: int, total_steps: int, epoch: int, lr: float, ratio: float, eta: float
+):
     """A logging window: Meter.read()'s figures, learning rate, teacher-forcing ratio and per-module gradient norms
-    to TensorBoard, and one line with an ETA to `emit` (a logging function)."""
+    to TensorBoard, and one line with the ETA (`eta` seconds) to `emit` (a logging function)."""
     for key, value in m.items():
         if key != "sec_per_step":
             writer.add_scalar(f"train/{key}", value, step)
@@ -231,7 +233,7 @@ def report_train(emit, writer, m: dict, model, step: int, total_steps: int, epoc
         m["grad_norm"],
         100 * m["clip_rate"],
         m["tokens_per_sec"],
-        format_eta((total_steps - step) * m["sec_per_step"]),
+        format_eta(eta),
     )
 
 

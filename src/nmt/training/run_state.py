@@ -23,6 +23,7 @@ class Progress:
     bad_evals: int = 0  # evaluations since dev BLEU last improved
     last_eval_step: int = -1
     skipped_steps: int = 0  # steps whose loss or gradient was non-finite
+    train_seconds: float = 0.0  # wall time spent in the training loop so far (trainer.max_minutes counts it)
 
 
 def train_state(optimizer, scheduler, progress: Progress) -> dict:

@@ -9,6 +9,7 @@ import math
 import random
 import signal
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from nmt.training.monitor import (
     Meter,
     TrainingStopped,
     find_nonfinite,
+    format_eta,
     out_of_memory_message,
     profiler,
     report_dev,
@@ -141,7 +143,14 @@ class Trainer:
                 max_sentences=tcfg.max_sentences,
                 seed=cfg.seed,
             )
-        self.total_steps = tcfg.max_steps or tcfg.max_epochs * (len(self.sampler) // self.per_step)
+        steps_per_epoch = len(self.sampler) // self.per_step
+        if steps_per_epoch == 0:
+            raise UserError(
+                f"the training data make {len(self.sampler)} batches, fewer than one optimizer step takes"
+                f" ({self.per_step}: processes x trainer.accumulate_grad_batches) — lower trainer.max_tokens or"
+                " trainer.accumulate_grad_batches"
+            )
+        self.total_steps = tcfg.max_steps or tcfg.max_epochs * steps_per_epoch
         if tcfg.init_from and tcfg.resume:
             raise UserError(
                 "trainer.init_from and trainer.resume are both set — resume continues a run, init_from"
@@ -151,6 +160,7 @@ class Trainer:
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_width(cfg.model))
         self.progress = Progress()
         self.nonfinite_in_a_row = 0
+        self.clock = time.monotonic  # seconds; what trainer.max_minutes counts (a test may replace it)
         if tcfg.resume:
             self._resume()
         elif tcfg.init_from:
@@ -341,25 +351,42 @@ class Trainer:
         )
 
     def _log_train(self, meter: Meter, bar) -> None:
-        m, p = meter.read(), self.progress
+        m, p, budget = meter.read(), self.progress, self.cfg.trainer.max_minutes
         lr, ratio = self.scheduler.get_last_lr()[0], self.current_tf_ratio()
-        report_train(log.info, self.writer, m, self.model, p.step, self.total_steps, p.epoch, lr, ratio)
+        eta = (self.total_steps - p.step) * m["sec_per_step"]
+        if budget is not None and 60 * budget - p.train_seconds < eta:
+            eta = max(0.0, 60 * budget - p.train_seconds)
+            bar.total = p.step + round(eta / m["sec_per_step"])  # the steps the time budget leaves, as now measured
+        report_train(log.info, self.writer, m, self.model, p.step, self.total_steps, p.epoch, lr, ratio, eta)
         bar.set_postfix(loss=f"{m['loss']:.3f}", ppl=f"{m['ppl']:.1f}", tok_s=f"{m['tokens_per_sec']:.0f}")
         meter.reset()
+
+    def _length_reached(self) -> str | None:
+        """Why training ends now, if its length or time budget is spent (the same answer on every rank)."""
+        tcfg, p = self.cfg.trainer, self.progress
+        if tcfg.max_steps is not None and p.step >= tcfg.max_steps:
+            return f"trainer.max_steps={tcfg.max_steps} reached"
+        if tcfg.max_steps is None and p.epoch >= tcfg.max_epochs:
+            return f"trainer.max_epochs={tcfg.max_epochs} reached"
+        budget = tcfg.max_minutes
+        if budget is not None and agree(p.train_seconds >= 60 * budget, self.ranks, self.device):
+            return f"trainer.max_minutes={budget:g} spent ({format_eta(p.train_seconds)} of training)"
+        return None
 
     def fit(self) -> dict:
         tcfg, p = self.cfg.trainer, self.progress
         self._log_start()
         meter = Meter(self.device)
         show_bar = tcfg.progress_bar and sys.stderr.isatty()
-        stop = tcfg.max_steps is not None and p.step >= tcfg.max_steps
+        started = self.clock() - p.train_seconds  # a resumed run goes on spending its time budget
+        stop = self._length_reached()
         with (
             StopRequests() as requests,
             profiler(tcfg, self.run_dir / "tb" / "profile") as prof,
             logging_redirect_tqdm(),
             tqdm(total=self.total_steps, initial=p.step, disable=not show_bar, unit="step", dynamic_ncols=True) as bar,
         ):
-            while not stop and p.epoch < tcfg.max_epochs:
+            while not stop:
                 batches = self.sampler.batches(p.epoch)
                 # Every rank takes the same number of steps: the last few batches of an epoch may not fill one.
                 usable = p.batch_in_epoch + (len(batches) - p.batch_in_epoch) // self.per_step * self.per_step
@@ -367,14 +394,14 @@ class Trainer:
                     self.train_step(batches[start : start + self.per_step], meter)
                     p.step += 1
                     p.batch_in_epoch = start + self.per_step  # counted over all ranks, so a resume may use other ranks
+                    p.train_seconds = self.clock() - started
                     bar.update(1)
                     prof.step()
                     if p.step % tcfg.log_every == 0 and meter.steps:  # a window of only skipped steps has no figures
                         self._log_train(meter, bar)
-                    if tcfg.eval_every and p.step % tcfg.eval_every == 0:
-                        stop = self._evaluate()
-                    if tcfg.max_steps is not None and p.step >= tcfg.max_steps:
-                        stop = True
+                    if tcfg.eval_every and p.step % tcfg.eval_every == 0 and self._evaluate():
+                        stop = "early stopping"
+                    stop = stop or self._length_reached()
                     if agree(requests.signal is not None, self.ranks, self.device):
                         self._stop_on_signal(requests.signal or signal.SIGTERM)
                     if stop:
@@ -382,8 +409,12 @@ class Trainer:
                 else:
                     p.epoch += 1
                     p.batch_in_epoch = 0
-                    if tcfg.eval_each_epoch and p.last_eval_step != p.step:
-                        stop = self._evaluate()
+                    if tcfg.eval_each_epoch and p.last_eval_step != p.step and self._evaluate():
+                        stop = "early stopping"
+                    stop = stop or self._length_reached()
+            if meter.steps:  # the last, partial logging window
+                self._log_train(meter, bar)
+        log.info("training stopped at step %d (epoch %d): %s", p.step, p.epoch + 1, stop)
         if p.last_eval_step != p.step:
             self._evaluate()
         return self._finish()
@@ -411,14 +442,26 @@ class Trainer:
         log.info("model: %s", describe(self.model, self.cfg.model))
         for line in describe_param_groups(self.model, self.cfg.optim):
             log.info("parameters: %s", line)
-        log.info(
-            "device %s | %d batches per epoch | training for %d steps", self.device, len(self.sampler), self.total_steps
-        )
+        log.info("device %s | %d batches per epoch | %s", self.device, len(self.sampler), self._describe_length())
         if self.kernels:
             log.info("CPU kernels: %s", self.kernels.describe())
         warning = precision_warning(self.cfg.trainer.precision, self.device)
         if warning:
             log.warning(warning)
+
+    def _describe_length(self) -> str:
+        """The run's length and evaluation schedule, as the start of the log states them."""
+        tcfg = self.cfg.trainer
+        if tcfg.max_steps is not None:
+            length = f"training for {self.total_steps} steps (trainer.max_steps)"
+        else:
+            length = f"training for {self.total_steps} steps ({tcfg.max_epochs} epochs, trainer.max_epochs)"
+        if tcfg.max_minutes is not None:
+            length += f" or {tcfg.max_minutes:g} minutes (trainer.max_minutes), whichever ends first"
+        evals = [f"every {tcfg.eval_every} steps"] if tcfg.eval_every else []
+        evals += ["at each epoch end"] if tcfg.eval_each_epoch else []
+        evals.append("after the last step")
+        return f"{length} | dev evaluation {', '.join(evals)}"
 
     def _finish(self) -> dict:
         """Test the best checkpoint (every rank its share), and on rank 0 write results.json, print the scores and
