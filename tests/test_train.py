@@ -8,6 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nmt.cli import translate
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.trainer import Trainer
 
@@ -102,9 +103,12 @@ def test_compiled_training_reaches_the_eager_weights_and_saves_plain_keys(toy_cf
         torch.testing.assert_close(compiled[name], value, rtol=0, atol=1e-4, msg=f"{name} differs when compiled")
 
 
-def test_a_run_writes_checkpoints_results_and_tensorboard_scalars(toy_cfg, tmp_path):
+def test_a_run_writes_checkpoints_results_and_tensorboard_scalars(toy_cfg, tmp_path, caplog, capsys):
     run = tmp_path / "run"
-    results = _train(toy_cfg(*FAST, "trainer.max_steps=12", "trainer.eval_every=6", "trainer.log_every=3"), run)
+    examples = "data.examples=['a b c', 'd e f g']"
+    with caplog.at_level("INFO", logger="nmt.train"):
+        cfg = toy_cfg(*FAST, "trainer.max_steps=12", "trainer.eval_every=6", "trainer.log_every=3", examples)
+        results = _train(cfg, run)
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
     on_disk = json.loads((run / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
@@ -134,6 +138,18 @@ def test_a_run_writes_checkpoints_results_and_tensorboard_scalars(toy_cfg, tmp_p
     }
     assert expected <= tags, expected - tags
     assert [e.step for e in events.Scalars("train/loss")] == [3, 6, 9, 12]
+
+    # The run ends with what to do next: its examples as nmt-translate answers them, the commands, TensorBoard.
+    lines = [r.getMessage() for r in caplog.records]
+    start = lines.index("examples (the best checkpoint, as nmt-translate decodes them):")
+    printed = [line.split("  ->  ")[1] for line in lines[start + 1 : start + 3]]
+    translate.main([f"ckpt={run}", "a b c"])
+    translate.main([f"ckpt={run}", "d e f g"])
+    assert printed == capsys.readouterr().out.splitlines()
+    best = run / "checkpoints" / "best.pt"
+    assert f'  translate: nmt-translate ckpt={best} "a b c"   (no sentence: a prompt; or lines on stdin)' in lines
+    assert f"  evaluate:  nmt-eval ckpt={best} beam_size=5" in lines
+    assert f"  look:      tensorboard --logdir {tmp_path}/outputs" in lines
 
 
 def test_resume_refuses_a_different_model(toy_cfg, tmp_path):

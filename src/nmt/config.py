@@ -110,6 +110,8 @@ class DataConfig:
     lowercase: bool = False
     space_punctuation: bool = False  # "Go now." -> "Go now ." (d2l's Tatoeba preprocessing)
     bleu_tokenize: str = "13a"  # sacreBLEU's tokenizer for BLEU: 13a (its default), zh for Chinese targets, intl, char
+    # Sentences, as a user would type them, that the end of training translates with the best checkpoint (pairs only)
+    examples: list[str] = field(default_factory=list)
     cache_dir: str = "${paths.cache_dir}"
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 

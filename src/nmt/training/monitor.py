@@ -278,5 +278,20 @@ def report_test(emit, writer, cfg, test: dict, best: dict, best_path: Path, step
     emit("best dev (step %d): BLEU %.2f | chrF %.2f", best["step"], best["dev"]["bleu"], best["dev"]["chrf"])
     emit("test: %s", test["bleu_line"])
     emit("test: %s", test["chrf_line"])
-    emit("evaluate:  nmt-eval ckpt=%s beam_size=5", best_path)
-    emit('translate: nmt-translate ckpt=%s "go now ."', best_path)
+
+
+def report_next_steps(emit, best_path: Path, examples: list[tuple[str, str]], log_dir: str) -> None:
+    """What to do with a finished run: its example translations ((source, translation) pairs, maybe none), the
+    commands that evaluate and use the best checkpoint, and where TensorBoard shows the run."""
+    if examples:
+        emit("examples (the best checkpoint, as nmt-translate decodes them):")
+        width = max(len(source) for source, _ in examples)
+        for source, translation in examples:
+            emit("  %s  ->  %s", source.ljust(width), translation)
+    sentence = examples[0][0] if examples else "a sentence to translate"
+    emit("next:")
+    emit("  evaluate:  nmt-eval ckpt=%s beam_size=5", best_path)
+    emit('  translate: nmt-translate ckpt=%s "%s"   (no sentence: a prompt; or lines on stdin)', best_path, sentence)
+    emit("  look:      tensorboard --logdir %s", log_dir)
+    emit("             Scalars: train/loss and dev/bleu over steps, grad_norm/* per module; Images: attention/*,")
+    emit("             the attention heatmaps of dev sentences; Text: dev/samples; HParams: this run beside the others")

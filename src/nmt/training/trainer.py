@@ -19,8 +19,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from nmt.config import SearchConfig, TranslateConfig
 from nmt.cpu_kernels import keep_measured_choice, use_cpu_kernels
-from nmt.data import TokenBatchSampler, collate, collate_sessions, prepare_data, session_sampler
+from nmt.data import TokenBatchSampler, collate, collate_sessions, make_normalizer, prepare_data, session_sampler
+from nmt.decoding import translate_texts
 from nmt.decoding.search import check_search
 from nmt.errors import UserError
 from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, json_scores
@@ -51,6 +53,7 @@ from nmt.training.monitor import (
     out_of_memory_message,
     profiler,
     report_dev,
+    report_next_steps,
     report_test,
     report_train,
     weights_finite,
@@ -463,6 +466,16 @@ class Trainer:
         evals.append("after the last step")
         return f"{length} | dev evaluation {', '.join(evals)}"
 
+    def _translate_examples(self) -> list[tuple[str, str]]:
+        """data.examples and their translations by the model as it is (a chat model has none)."""
+        if self.sessions or not self.cfg.data.examples:
+            return []
+        normalize = make_normalizer(self.cfg.data)
+        sources = [normalize(text) for text in self.cfg.data.examples]
+        search = SearchConfig(beam_size=TranslateConfig.beam_size)  # what nmt-translate answers by default
+        outputs = translate_texts(self.model, self.tokenizer, sources, search, self.device)
+        return [(source, nbest[0][0]) for source, nbest in zip(sources, outputs, strict=True)]
+
     def _finish(self) -> dict:
         """Test the best checkpoint (every rank its share), and on rank 0 write results.json, print the scores and
         the commands to use the model."""
@@ -477,6 +490,7 @@ class Trainer:
             return {}
         report_test(log.info, self.writer, self.cfg, test, best, best_path, self.progress.step)
         self.writer.close()
+        report_next_steps(log.info, best_path, self._translate_examples(), self.cfg.paths.log_dir)
         results = {
             "run_dir": str(self.run_dir),
             "steps": self.progress.step,
