@@ -193,7 +193,9 @@ def main() -> None:
         preprocess_benchmark(args.pairs, args.workers)
         return
     register_configs()
-    base = ["experiment=quickstart", f"model={args.model}", "trainer.progress_bar=false", *args.overrides]
+    # The quickstart's data slice and batches, with the model's own default settings.
+    quickstart_data = ["data.max_len=12", "trainer.max_tokens=2048"]  # the default data: Tatoeba eng->fra
+    base = [*quickstart_data, f"model={args.model}", "trainer.progress_bar=false", *args.overrides]
     print(f"model {args.model}, {args.windows} windows of {args.window} steps, overrides: {' '.join(base)}")
     print("| teacher forcing | tgt tok/s (median) | min-max | cost vs first |")
     print("| ---: | ---: | ---: | ---: |")
