@@ -3,6 +3,7 @@ shards are disjoint and cover the data; a 2-rank run resumes in one process."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -37,9 +38,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train_recording(overrides: list[str], run_dir) -> list[torch.Tensor]:
-    """Train; return all parameters, flattened, after every optimizer step."""
+def _train_recording(overrides: list[str], run_dir, clock=None) -> list[torch.Tensor]:
+    """Train (reading `clock` for the time budget, if given); return all parameters, flattened, after every step."""
     trainer = Trainer(compose_config("train", [*RUN, *overrides]), run_dir)
+    trainer.clock = clock or trainer.clock
     after_steps, step = [], trainer.train_step
 
     def recording(group, meter):
@@ -68,6 +70,13 @@ def _spawn_two(job, *args) -> None:
 
 def _record_steps(rank: int, overrides: list[str], out_dir: str) -> None:
     torch.save(torch.stack(_train_recording(overrides, f"{out_dir}/run")), f"{out_dir}/rank{rank}.pt")
+
+
+def _record_steps_on_skewed_clocks(rank: int, overrides: list[str], out_dir: str) -> None:
+    """As _record_steps, on a clock that reads 10 s a step on rank 0 and 15 s on rank 1."""
+    ticks = itertools.count()
+    clock = lambda: (10.0 + 5.0 * rank) * next(ticks)  # noqa: E731
+    torch.save(torch.stack(_train_recording(overrides, f"{out_dir}/run", clock)), f"{out_dir}/rank{rank}.pt")
 
 
 def _two_ranks(overrides: list[str], tmp_path) -> list[torch.Tensor]:
@@ -101,6 +110,18 @@ def test_two_gloo_ranks_match_one_process_accumulating_the_same_global_batch(tmp
     for step, (a, b) in enumerate(zip(rank0, single, strict=True), start=1):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f"step {step}: 2 ranks != 1 process accumulating 2")
     assert not (tmp_path / "ddp" / "run" / "tb").exists() or (tmp_path / "ddp" / "run" / "checkpoints").is_dir()
+
+
+@pytest.mark.slow
+def test_a_time_budget_sets_the_same_lr_on_every_rank(tmp_path):
+    # The linear decay follows the spent share of trainer.max_minutes, read from each rank's own clock: without
+    # one agreed reading the ranks' learning rates, and then their weights, would drift apart.
+    budget = ["trainer.max_steps=100", "trainer.max_minutes=1", "optim.scheduler=linear", "optim.warmup_steps=0"]
+    _spawn_two(_record_steps_on_skewed_clocks, budget, str(tmp_path))
+    rank0, rank1 = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert len(rank0) == len(rank1) == 4, "the slower clock (rank 1's: 15 s a step) ends the minute for both"
+    for step, (a, b) in enumerate(zip(rank0, rank1, strict=True), start=1):
+        assert torch.equal(a, b), f"the ranks' parameters differ after step {step}"
 
 
 @pytest.mark.slow

@@ -53,6 +53,10 @@ def test_linear_and_cosine_decay_reach_min_lr_at_the_end():
     assert lr_factor(500, "linear", 0, 1000, 0.0) == pytest.approx(0.5)
     assert lr_factor(1000, "cosine", 0, 1000, 0.1) == pytest.approx(0.1)
     assert lr_factor(500, "cosine", 0, 1000, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+    # A time budget half spent at step 100 of 1000: the decay follows the budget, whichever is further.
+    assert lr_factor(100, "linear", 0, 1000, 0.0, spent=0.5) == pytest.approx(0.5)
+    assert lr_factor(800, "linear", 0, 1000, 0.0, spent=0.5) == pytest.approx(0.2)
+    assert lr_factor(99, "inverse_sqrt", 100, 1000, 0.0, spent=0.5) == pytest.approx(1.0)
 
 
 def test_unknown_schedule_is_an_error():

@@ -56,6 +56,18 @@ def test_a_time_budget_stops_training_then_tests_and_a_resume_spends_the_rest(to
     assert resumed.fit()["steps"] == 6
 
 
+def test_linear_decay_ends_with_the_time_budget_where_it_comes_before_max_steps(toy_cfg, tmp_path):
+    schedule = ["optim.scheduler=linear", "optim.warmup_steps=0", "optim.lr=1e-3"]
+    trainer = Trainer(toy_cfg(*FAST, *schedule, "trainer.max_steps=1000", "trainer.max_minutes=2"), tmp_path / "run")
+    _thirty_seconds_a_step(trainer, 0.0)
+    lrs = []
+    step = trainer.train_step
+    trainer.train_step = lambda *args: (lrs.append(trainer.scheduler.get_last_lr()[0]), step(*args))
+    assert trainer.fit()["steps"] == 4
+    # Over 1000 steps the lr would still be > 99% of its peak; a quarter of the budget a step brings it down.
+    assert lrs == pytest.approx([1e-3, 1e-3, 0.75e-3, 0.5e-3], rel=0.01)
+
+
 def test_too_few_batches_for_one_step_is_a_one_line_error(toy_cfg, tmp_path):
     with pytest.raises(UserError, match=r"fewer than one optimizer step takes .* lower trainer.max_tokens"):
         Trainer(toy_cfg(*FAST, "trainer.accumulate_grad_batches=100000"), tmp_path / "run")

@@ -75,6 +75,15 @@ def agree(flag: bool, ranks: Ranks, device) -> bool:
     return bool(value.item())
 
 
+def max_over_ranks(value: float, ranks: Ranks, device) -> float:
+    """The largest of every rank's `value` (a clock reading), on every rank."""
+    if ranks.world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.item()
+
+
 def sum_over_ranks(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """Every rank's `values` (counts, sums of losses) added up, on every rank."""
     if ranks.world > 1:

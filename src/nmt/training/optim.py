@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -115,8 +116,13 @@ def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     return norm
 
 
-def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float, model_dim: int = 1) -> float:
+def lr_factor(
+    step: int, kind: str, warmup: int, total: int, min_ratio: float, model_dim: int = 1, spent: float = 0.0
+) -> float:
     """Multiplier of optim.lr after `step` optimizer steps.
+
+    linear and cosine decay over `total` steps or, where it comes first, a time budget: `spent` is the share of
+    it used so far (trainer.max_minutes), so a slow machine still ends its run at the schedule's end.
 
     noam (Vaswani et al., 2017): model_dim ** -0.5 * min(n ** -0.5, n * warmup ** -1.5) with n = step + 1, so
     optim.lr is a scale (2.0 in the paper's recipe) rather than the peak rate. The others peak at optim.lr.
@@ -130,7 +136,7 @@ def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float, m
         return 1.0
     if kind == "inverse_sqrt":
         return max(min_ratio, math.sqrt(max(warmup, 1) / (step + 1)))
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max(spent, (step - warmup) / max(1, total - warmup)))
     if kind == "linear":
         return 1.0 - (1.0 - min_ratio) * progress
     if kind == "cosine":
@@ -138,15 +144,18 @@ def lr_factor(step: int, kind: str, warmup: int, total: int, min_ratio: float, m
     raise UserError(f"optim.scheduler={kind} is unknown: choose constant, inverse_sqrt, linear, cosine or noam")
 
 
-def build_scheduler(cfg, optimizer, total_steps: int, model_dim: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    cfg, optimizer, total_steps: int, model_dim: int, budget_spent: Callable[[], float] = lambda: 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule; its state (the step count) is saved with the optimizer's in checkpoints.
 
-    model_dim: the model's width (d_model or hidden_size), which only noam uses.
+    model_dim: the model's width (d_model or hidden_size), which only noam uses. budget_spent: the share of the
+    run's time budget used so far (the same on every rank), which ends linear and cosine decay early.
     """
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
 
     def factor(step: int) -> float:
-        return lr_factor(step, cfg.scheduler, cfg.warmup_steps, total_steps, min_ratio, model_dim)
+        return lr_factor(step, cfg.scheduler, cfg.warmup_steps, total_steps, min_ratio, model_dim, budget_spent())
 
     factor(cfg.warmup_steps)  # reject an unknown kind now, not at the first step
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -41,6 +41,7 @@ from nmt.training.distributed import (
     barrier,
     broadcast_parameters,
     init_distributed,
+    max_over_ranks,
     shard,
 )
 from nmt.training.interrupt import StopRequests, TrainingInterrupted
@@ -160,8 +161,10 @@ class Trainer:
                 " starts a new one from its weights: keep one"
             )
         self.optimizer = build_optimizer(cfg.optim, self.model)
-        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps, model_width(cfg.model))
-        self.progress = Progress()
+        self.progress = Progress()  # before the scheduler, which reads its training time
+        self.scheduler = build_scheduler(
+            cfg.optim, self.optimizer, self.total_steps, model_width(cfg.model), self._budget_spent
+        )
         self.nonfinite_in_a_row = 0
         self.clock = time.monotonic  # seconds; what trainer.max_minutes counts (a test may replace it)
         if tcfg.resume:
@@ -364,6 +367,11 @@ class Trainer:
         bar.set_postfix(loss=f"{m['loss']:.3f}", ppl=f"{m['ppl']:.1f}", tok_s=f"{m['tokens_per_sec']:.0f}")
         meter.reset()
 
+    def _budget_spent(self) -> float:
+        """The share of trainer.max_minutes used so far (0 without a time budget)."""
+        budget = self.cfg.trainer.max_minutes
+        return self.progress.train_seconds / (60 * budget) if budget else 0.0
+
     def _length_reached(self) -> str | None:
         """Why training ends now, if its length or time budget is spent (the same answer on every rank)."""
         tcfg, p = self.cfg.trainer, self.progress
@@ -372,7 +380,7 @@ class Trainer:
         if tcfg.max_steps is None and p.epoch >= tcfg.max_epochs:
             return f"trainer.max_epochs={tcfg.max_epochs} reached"
         budget = tcfg.max_minutes
-        if budget is not None and agree(p.train_seconds >= 60 * budget, self.ranks, self.device):
+        if budget is not None and p.train_seconds >= 60 * budget:
             return f"trainer.max_minutes={budget:g} spent ({format_eta(p.train_seconds)} of training)"
         return None
 
@@ -398,6 +406,8 @@ class Trainer:
                     p.step += 1
                     p.batch_in_epoch = start + self.per_step  # counted over all ranks, so a resume may use other ranks
                     p.train_seconds = self.clock() - started
+                    if tcfg.max_minutes is not None:  # one clock for all ranks: it stops them and sets their lr
+                        p.train_seconds = max_over_ranks(p.train_seconds, self.ranks, self.device)
                     bar.update(1)
                     prof.step()
                     if p.step % tcfg.log_every == 0 and meter.steps:  # a window of only skipped steps has no figures
