@@ -327,6 +327,18 @@ class ExportConfig:
     force: bool = False
 
 
+@dataclass
+class DataStatsConfig:
+    """nmt-data-stats: word frequencies, length-limit losses and a SentencePiece vocabulary sweep of a data config."""
+
+    data: DataConfig = MISSING
+    paths: PathsConfig = MISSING
+    min_freqs: list[int] = field(default_factory=lambda: [1, 2, 5])  # word types seen at least this often
+    max_lens: list[int] = field(default_factory=lambda: [16, 32, 48, 64])  # data.max_len is always added
+    vocab_sizes: list[int] = field(default_factory=lambda: [1000, 4000, 8000, 16000])
+    out: Optional[str] = None  # also write the tables to this Markdown file
+
+
 MODEL_SCHEMAS = {
     "rnn": RNNConfig,
     "lstm_attn": LSTMAttnConfig,
@@ -345,6 +357,7 @@ def register_configs() -> None:
     cs.store(name="translate_schema", node=TranslateConfig)
     cs.store(name="average_schema", node=AverageConfig)
     cs.store(name="export_schema", node=ExportConfig)
+    cs.store(name="data_stats_schema", node=DataStatsConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     cs.store(group="data", name="data_schema", node=DataConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)

@@ -505,6 +505,7 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "steps": self.progress.step,
             "epochs": self.progress.epoch,
+            "train_seconds": round(self.progress.train_seconds, 1),
             "parameters": count_parameters(self.model),
             "best_step": best["step"],
             "dev": best["dev"],
