@@ -56,6 +56,21 @@ def write_dialogues(path, n_sessions: int, seed: int, max_words: int = 4) -> lis
     return sessions
 
 
+@pytest.fixture(scope="session")
+def dialogue_data(tmp_path_factory) -> list[str]:
+    """The overrides of a tiny random dialogue corpus (train 40 sessions, dev and test 4) for the memory-LSTM."""
+    tmp = tmp_path_factory.mktemp("dialogues")
+    for split, n, seed in [("train", 40, 1), ("dev", 4, 2), ("test", 4, 3)]:
+        write_dialogues(tmp / f"{split}.txt", n, seed=seed)
+    return [
+        "data=dailydialog",
+        *(f"data.{split}={tmp / f'{split}.txt'}" for split in ("train", "dev", "test")),
+        "data.tokenizer.type=bpe",
+        "data.tokenizer.vocab_size=40",
+        "data.tokenizer.byte_fallback=false",
+    ]
+
+
 def padded_batch():
     """src (4, 9) with padded rows 1 and 2, their lengths, tgt (4, 7) with a padded row 3; ids 4..29 / 4..39."""
     torch.manual_seed(1)

@@ -75,8 +75,9 @@ def test_eval_and_translate_configs_compose():
         (["trainer.search.stop=early"], "bound, full_beam, top_eos"),
         (["trainer.device=gpu"], "auto, cpu, cuda"),
         (["kernels.matmul=mkl"], "auto, onednn, blas"),
-        (["model=rnn", "model.cell=lstm2"], "rnn, gru"),
+        (["model=rnn", "model.cell=lstm2"], "rnn, gru, lstm"),
         (["teacher_forcing.coin=coin"], "token, step"),
+        (["data.batch_order=shuffled"], "bucketed, sorted, random"),
     ],
 )
 def test_a_misspelt_choice_fails_at_composition_naming_the_valid_values(overrides, valid):

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 import nmt.data.tokenizer as tokenizer_module
-from nmt.config import DataConfig, TokenizerConfig
+from nmt.config import BatchOrder, DataConfig, TokenizerConfig
 from nmt.data import (
     CorpusError,
     Example,
@@ -27,13 +27,16 @@ from nmt.data import (
     Tokenizer,
     build_tokenizer,
     collate,
+    collate_sessions,
     encode_corpus,
     filter_pairs,
     normalize,
+    padding_share,
     prepare_data,
     read_corpus,
     split_corpus,
 )
+from nmt.data.dataset import pack
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "data" / "toy"
@@ -363,6 +366,8 @@ def test_tokenized_corpus_select():
 
 # --- batching -------------------------------------------------------------------------------------
 
+ORDERS = list(BatchOrder.__members__)
+
 
 @pytest.fixture(scope="module")
 def lengths() -> tuple[np.ndarray, np.ndarray]:
@@ -370,34 +375,78 @@ def lengths() -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(1, 40, size=1000), rng.integers(1, 40, size=1000)
 
 
-def test_sampler_covers_every_index_within_budget(lengths):
+@pytest.mark.parametrize("order", ORDERS)
+def test_sampler_covers_every_index_within_budget(lengths, order):
     src, tgt = lengths
-    sampler = TokenBatchSampler.for_pairs(src, tgt, max_tokens=300, max_sentences=16, seed=5)
-    batches = sampler.batches(0)
-    assert len(batches) == len(sampler)
-    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
-    for b in batches:
-        assert len(b) <= 16
-        assert len(b) * max(src[b].max(), tgt[b].max() + 1) <= 300 or len(b) == 1
+    sampler = TokenBatchSampler.for_pairs(src, tgt, max_tokens=300, max_sentences=16, order=order, seed=5)
+    assert len(sampler.batches(0)) == len(sampler)
+    for epoch in (0, 1):
+        batches = sampler.batches(epoch)
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+        for b in batches:
+            assert len(b) <= 16
+            assert len(b) * max(src[b].max(), tgt[b].max() + 1) <= 300 or len(b) == 1
 
 
-def test_sampler_is_deterministic_per_epoch(lengths):
+@pytest.mark.parametrize("order", ORDERS)
+def test_sampler_is_deterministic_per_epoch(lengths, order):
+    """A fresh sampler gives an epoch's batches again (resuming relies on it); only sorted repeats epochs."""
     src, tgt = lengths
-    make = lambda: TokenBatchSampler.for_pairs(src, tgt, max_tokens=400, seed=5)  # noqa: E731
+    make = lambda: TokenBatchSampler.for_pairs(src, tgt, max_tokens=400, order=order, seed=5)  # noqa: E731
     same = [np.array_equal(a, b) for a, b in zip(make().batches(3), make().batches(3), strict=True)]
     assert all(same)
     epoch_0, epoch_1 = make().batches(0), make().batches(1)
-    assert len(epoch_0) == len(epoch_1)
-    assert any(not np.array_equal(a, b) for a, b in zip(epoch_0, epoch_1, strict=True))
+    repeated = len(epoch_0) == len(epoch_1) and all(map(np.array_equal, epoch_0, epoch_1))
+    assert repeated == (order == "sorted")
 
 
-def test_sampler_unshuffled_is_sorted_and_oversized_pairs_stand_alone():
+def test_sorted_order_serves_batches_by_length_the_same_every_epoch(lengths):
+    src, tgt = lengths
+    sampler = TokenBatchSampler.for_pairs(src, tgt, max_tokens=400, order="sorted", seed=5)
+    epoch_0 = sampler.batches(0)
+    assert all(np.array_equal(a, b) for a, b in zip(epoch_0, sampler.batches(1), strict=True))
+    served = np.concatenate(epoch_0)
+    keys = list(zip(tgt[served].tolist(), src[served].tolist(), strict=True))
+    assert keys == sorted(keys), "by target length, then source length"
+
+
+def test_random_order_pads_more_than_bucketed():
+    # Lengths of 1 to 39 tokens, a source within 2 of its target, as in translation.
+    rng = np.random.default_rng(0)
+    tgt = rng.integers(1, 40, size=1000)
+    src = np.maximum(1, tgt + rng.integers(-2, 3, size=1000))
+    corpus = TokenizedCorpus(*pack([[4] * n for n in src]), *pack([[4] * n for n in tgt]))
+    share = {
+        order: padding_share(corpus, TokenBatchSampler.for_pairs(src, tgt, max_tokens=400, order=order).batches(0))
+        for order in ORDERS
+    }
+    assert share["sorted"] == share["bucketed"] < 0.1
+    assert share["random"] > 0.3
+
+
+def test_padding_share_counts_the_pad_positions_of_the_collated_batches():
+    corpus, specials = tiny_corpus(), SpecialIds(pad=0, unk=1, bos=2, eos=3)
+
+    def share_of(batches):
+        tensors = [t for batch in batches for t in (batch.src, batch.tgt_out)]
+        return sum(int((t == specials.pad).sum()) for t in tensors) / sum(t.numel() for t in tensors)
+
+    pairs = [np.array([0, 1, 2]), np.array([1]), np.array([2, 0])]
+    assert padding_share(corpus, pairs) == pytest.approx(share_of([collate(corpus, b, specials) for b in pairs]))
+    offsets = np.array([0, 1, 3])  # session 0: pair 0; session 1: pairs 1 and 2
+    turns = collate_sessions(corpus, offsets, [0, 1], specials).turns
+    assert padding_share(corpus, [np.array([0, 1])], offsets) == pytest.approx(share_of(turns))
+
+
+def test_sorted_order_is_unshuffled_and_oversized_pairs_stand_alone():
     src, tgt = np.array([3, 50, 2, 3, 1]), np.array([2, 1, 5, 2, 2])
-    batches = TokenBatchSampler.for_pairs(src, tgt, max_tokens=10, shuffle=False).batches(0)
+    batches = TokenBatchSampler.for_pairs(src, tgt, max_tokens=10, order="sorted").batches(0)
     assert [b.tolist() for b in batches] == [[1], [4, 0, 3], [2]]
     assert TokenBatchSampler.for_pairs([], [], max_tokens=10).batches(0) == []
     with pytest.raises(CorpusError, match="max_tokens=0"):
         TokenBatchSampler.for_pairs(src, tgt, max_tokens=0)
+    with pytest.raises(CorpusError, match=r"order 'shuffled', expected one of \[bucketed, sorted, random\]"):
+        TokenBatchSampler.for_pairs(src, tgt, max_tokens=10, order="shuffled")
 
 
 def test_collate_pads_and_adds_bos_eos():

@@ -22,9 +22,16 @@ import pytest
 from nmt.cli import translate
 from nmt.cpu_kernels import onednn_builds_bf16_lstm, onednn_linear_op
 from nmt.training.trainer import Trainer
-from tests.conftest import ROOT, compose_config, tiny_model, write_dialogues
+from tests.conftest import ROOT, compose_config, tiny_model
 
-MODELS = ["rnn", "lstm_attn", "transformer", "memory_lstm"]
+# Each model by test id, with its options: the rnn also with an LSTM cell, whose state is an (h, c) pair.
+MODELS = {
+    "rnn": ("rnn", {}),
+    "rnn-lstm": ("rnn", {"cell": "lstm"}),
+    "lstm_attn": ("lstm_attn", {}),
+    "transformer": ("transformer", {}),
+    "memory_lstm": ("memory_lstm", {}),
+}
 PRECISIONS = ["32", "bf16-mixed"]
 # Each value of each kernel setting is taken by one of the two; parallel_batches is set for dev and nmt-translate.
 PATHS = {
@@ -36,7 +43,7 @@ PATHS = {
         "parallel_batches": 2,
     },
 }
-HAS_LSTM = {"lstm_attn", "memory_lstm"}  # nn.LSTM modules: the attention LSTMs and the memory
+HAS_LSTM = {"rnn-lstm", "lstm_attn", "memory_lstm"}  # nn.LSTM modules: the LSTM cells, attention LSTMs, memory
 
 
 def _skip_reason(path: str, name: str, precision: str) -> str | None:
@@ -47,31 +54,12 @@ def _skip_reason(path: str, name: str, precision: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def dialogues(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dialogues")
-    for split, n, seed in [("train", 40, 1), ("dev", 4, 2), ("test", 4, 3)]:
-        write_dialogues(tmp / f"{split}.txt", n, seed=seed)
-    return tmp
-
-
-def _data(name: str, dialogues) -> list[str]:
-    if name != "memory_lstm":
-        return ["data=toy"]
-    return [
-        "data=dailydialog",
-        *(f"data.{split}={dialogues / f'{split}.txt'}" for split in ("train", "dev", "test")),
-        "data.tokenizer.type=bpe",
-        "data.tokenizer.vocab_size=40",
-        "data.tokenizer.byte_fallback=false",
-    ]
-
-
-def _train_and_translate(name, precision, settings, extra, dialogues, tmp_path, capsys):
+def _train_and_translate(name, precision, settings, extra, dialogue_data, tmp_path, capsys):
     kernels = [f"{key}={value}" for key, value in settings.items() if key.startswith("kernels.")]
+    model, options = MODELS[name]
     overrides = [
-        *_data(name, dialogues),
-        *tiny_model(name, dropout=0.3),
+        *(dialogue_data if name == "memory_lstm" else ["data=toy"]),
+        *tiny_model(model, dropout=0.3, **options),
         f"paths.log_dir={tmp_path}",
         "trainer.progress_bar=false",
         "trainer.max_steps=3",
@@ -94,20 +82,22 @@ def _train_and_translate(name, precision, settings, extra, dialogues, tmp_path, 
 @pytest.mark.parametrize("path", sorted(PATHS))
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", MODELS)
-def test_every_model_trains_evaluates_and_translates_on_each_path(name, precision, path, dialogues, tmp_path, capsys):
+def test_every_model_trains_evaluates_and_translates_on_each_path(
+    name, precision, path, dialogue_data, tmp_path, capsys
+):
     reason = _skip_reason(path, name, precision)
     if reason:
         pytest.skip(reason)
-    _train_and_translate(name, precision, PATHS[path], [], dialogues, tmp_path, capsys)
+    _train_and_translate(name, precision, PATHS[path], [], dialogue_data, tmp_path, capsys)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", ["rnn", "lstm_attn", "transformer"])  # a memory-LSTM's sessions run eagerly
-def test_every_model_trains_compiled(name, precision, dialogues, tmp_path, capsys):
+def test_every_model_trains_compiled(name, precision, dialogue_data, tmp_path, capsys):
     """trainer.compile=true compiles the teacher-forced forward (20-55 s a model on 2 cores)."""
     settings = {**PATHS["fast"], "kernels.matmul": "auto", "kernels.bf16_lstm": "auto"}
-    _train_and_translate(name, precision, settings, ["trainer.compile=true"], dialogues, tmp_path, capsys)
+    _train_and_translate(name, precision, settings, ["trainer.compile=true"], dialogue_data, tmp_path, capsys)
 
 
 def _cli(module: str, *args: str, env: dict, cwd) -> subprocess.CompletedProcess:

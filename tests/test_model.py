@@ -20,6 +20,8 @@ VARIANTS = [
     ("lstm_attn", {"attention": "bahdanau", "bidirectional": False}),
     ("rnn", {"cell": "rnn", "context": "every_step"}),
     ("rnn", {"cell": "gru", "context": "initial", "encoder_layers": 2, "decoder_layers": 2}),
+    ("rnn", {"cell": "lstm", "context": "initial", "encoder_layers": 2, "decoder_layers": 3}),
+    ("rnn", {"cell": "lstm", "context": "every_step", "bidirectional": False}),
     ("transformer", {"norm": "pre", "positions": "sinusoidal"}),
     ("transformer", {"norm": "pre", "positions": "learned"}),
     ("transformer", {"norm": "post", "positions": "sinusoidal"}),
@@ -126,8 +128,11 @@ def test_loss_ignores_padding_positions():
     assert sequence_loss(logits, target, PAD, 0.1).loss == sequence_loss(changed, target, PAD, 0.1).loss
 
 
-def test_xavier_init_sets_forget_gate_bias_and_zero_padding_embedding():
-    model = build_model(OmegaConf.structured(LSTMAttnConfig(hidden_size=64, forget_bias=1.0)), 30, 40, PAD)
+@pytest.mark.parametrize(
+    "cfg", [LSTMAttnConfig(hidden_size=64, forget_bias=1.0), RNNConfig(cell="lstm", hidden_size=64)]
+)
+def test_xavier_init_sets_forget_gate_bias_and_zero_padding_embedding(cfg):
+    model = build_model(OmegaConf.structured(cfg), 30, 40, PAD)
     hidden = model.decoder.hidden_size
     bias = model.decoder.bias_ih_l0
     assert torch.all(bias[hidden : 2 * hidden] == 1.0)

@@ -25,16 +25,22 @@ def _sources(seed: int):
     return src, lengths
 
 
+# Every model, and the rnn with an LSTM cell too: its state is an (h, c) pair that beams must reorder together.
+SEARCHED = [(name, {}) for name in sorted(MODELS)] + [("rnn", {"cell": "lstm"})]
+SEARCHED_IDS = [name + "".join(f"-{v}" for v in options.values()) for name, options in SEARCHED]
+
+
 def _tokens(hyps):
     return [[h.tokens for h in nbest] for nbest in hyps]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_beam_of_one_equals_greedy(name):
+@pytest.mark.parametrize(("name", "options"), SEARCHED, ids=SEARCHED_IDS)
+def test_beam_of_one_equals_greedy(name, options):
     # With alpha 0 a finished hypothesis can never be beaten by its runner-up, so beam 1 is exactly greedy.
     cfg = SearchConfig(beam_size=1, length_penalty=0.0, max_len_a=1.5, max_len_b=4)
     for seed in range(3):
-        model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=seed), _sources(seed)
+        model = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=seed, **options)
+        src, lengths = _sources(seed)
         greedy = greedy_search(model, src, lengths, SPECIALS, cfg)
         beam = beam_search(model, src, lengths, SPECIALS, cfg)
         assert _tokens(beam) == _tokens(greedy)
@@ -42,10 +48,10 @@ def test_beam_of_one_equals_greedy(name):
             assert g[0].score == pytest.approx(b[0].score, abs=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_outputs_never_exceed_the_length_limit_and_contain_no_specials(name):
+@pytest.mark.parametrize(("name", "options"), SEARCHED, ids=SEARCHED_IDS)
+def test_outputs_never_exceed_the_length_limit_and_contain_no_specials(name, options):
     # An untrained model rarely emits EOS, so the limit is what stops it.
-    model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=1), _sources(1)
+    model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=1, **options), _sources(1)
     limits = output_limits(lengths, 0.5, 2).tolist()
     for k in (1, 3, 5):
         cfg = SearchConfig(beam_size=k, nbest=k, max_len_a=0.5, max_len_b=2)
@@ -56,9 +62,9 @@ def test_outputs_never_exceed_the_length_limit_and_contain_no_specials(name):
                 assert not {SPECIALS.pad, SPECIALS.bos, SPECIALS.eos} & set(hyp.tokens)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_nbest_gives_n_distinct_hypotheses_with_sorted_scores(name):
-    model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=2), _sources(2)
+@pytest.mark.parametrize(("name", "options"), SEARCHED, ids=SEARCHED_IDS)
+def test_nbest_gives_n_distinct_hypotheses_with_sorted_scores(name, options):
+    model, (src, lengths) = build_tiny(name, src_vocab_size=25, tgt_vocab_size=25, seed=2, **options), _sources(2)
     cfg = SearchConfig(beam_size=5, nbest=4, max_len_a=1.0, max_len_b=3)
     for nbest in beam_search(model, src, lengths, SPECIALS, cfg):
         assert len(nbest) == 4

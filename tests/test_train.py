@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -45,16 +46,33 @@ LEARNING = {
 SAMPLING = ["teacher_forcing=linear", "teacher_forcing.min_ratio=0.5"]
 
 
+# (model, the rnn's cell when not its default, scheduled sampling): each model, the rnn's LSTM under its GRU's
+# settings, and the recurrent models fed their own predictions.
+LEARNING_RUNS = [(name, None, False) for name in sorted(LEARNING)] + [
+    ("rnn", "lstm", False),
+    ("lstm_attn", None, True),
+    ("rnn", None, True),
+]
+# The test BLEU each must pass: the LSTM without attention levels off lower than the GRU under the same settings
+# (measured: token accuracy 0.96-0.97 and BLEU 80-84 after 1000 or 1500 steps, lr 2e-3 or 3e-3; the GRU 0.99, 91).
+MIN_BLEU = {"lstm": 75}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "sampling"),
-    [(name, False) for name in sorted(LEARNING)] + [("lstm_attn", True), ("rnn", True)],
-    ids=lambda v: v if isinstance(v, str) else ("sampling" if v else "teacher-forced"),
+    ("name", "cell", "sampling"),
+    LEARNING_RUNS,
+    ids=[
+        f"{name}{f'-{cell}' if cell else ''}-{'sampling' if sampling else 'teacher-forced'}"
+        for name, cell, sampling in LEARNING_RUNS
+    ],
 )
-def test_every_model_learns_to_reverse(name, sampling, toy_cfg, tmp_path):
+def test_every_model_learns_to_reverse(name, cell, sampling, toy_cfg, tmp_path):
     """Within a bounded number of steps greedy decoding reverses unseen test sequences (10 s to 2 min on 2 cores),
     also when the recurrent models are fed their own predictions."""
     overrides, steps = LEARNING[name]
+    if cell:
+        overrides = [*overrides, f"model.cell={cell}"]
     if sampling:
         overrides = [*overrides, *SAMPLING, f"teacher_forcing.c={0.5 / steps}"]
     cfg = toy_cfg(
@@ -69,7 +87,7 @@ def test_every_model_learns_to_reverse(name, sampling, toy_cfg, tmp_path):
     )
     results = _train(cfg, tmp_path / "run")
     assert results["test"]["acc"] >= 0.95, results["test"]
-    assert results["test"]["bleu"] > 90, results["test"]
+    assert results["test"]["bleu"] > MIN_BLEU.get(cell, 90), results["test"]
 
 
 def _parameters(run_dir):
@@ -150,6 +168,20 @@ def test_a_run_writes_checkpoints_results_and_tensorboard_scalars(toy_cfg, tmp_p
     assert f'  translate: nmt-translate ckpt={best} "a b c"   (no sentence: a prompt; or lines on stdin)' in lines
     assert f"  evaluate:  nmt-eval ckpt={best} beam_size=5" in lines
     assert f"  look:      tensorboard --logdir {tmp_path}/outputs" in lines
+
+
+@pytest.mark.parametrize("order", ["sorted", "random"])
+def test_a_batch_order_trains_and_logs_its_padding_share_and_epoch_times(order, toy_cfg, tmp_path, caplog):
+    run = tmp_path / "run"
+    with caplog.at_level("INFO", logger="nmt.train"):
+        # One short epoch: 8 batches at 4096 tokens (random: 13).
+        cfg = toy_cfg(*FAST, "trainer.max_tokens=4096", f"data.batch_order={order}", "trainer.max_epochs=1")
+        assert _train(cfg, run)["epochs"] == 1
+    assert re.search(rf"data\.batch_order={order}: padding is \d+\.\d% of the batches' positions", caplog.text)
+    assert re.search(r"epoch 1 done in \d+m\d\ds \(padding \d+\.\d%\)", caplog.text)
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert {"train/epoch_seconds", "train/padding_share"} <= set(events.Tags()["scalars"])
 
 
 def test_resume_refuses_a_different_model(toy_cfg, tmp_path):

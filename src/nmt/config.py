@@ -36,7 +36,8 @@ def choices(name: str, values: str) -> type[Choice]:
 TokenizerType = choices("TokenizerType", "unigram bpe")
 DataFormat = choices("DataFormat", "pairs dialogue")
 Attention = choices("Attention", "dot general bahdanau")
-Cell = choices("Cell", "rnn gru")
+BatchOrder = choices("BatchOrder", "bucketed sorted random")
+Cell = choices("Cell", "rnn gru lstm")
 Context = choices("Context", "every_step initial")
 Norm = choices("Norm", "pre post")
 Positions = choices("Positions", "sinusoidal learned")
@@ -106,6 +107,10 @@ class DataConfig:
     test_size: int = 1000
     max_train_pairs: Optional[int] = None  # keep a seeded subset of train (quick runs)
     max_len: int = 64  # training pairs longer than this (tokens, either side) are dropped; dialogue turns cut
+    # The training batches (each within trainer.max_tokens, padding counted): bucketed (similar lengths together,
+    # batches shuffled every epoch) | sorted (by length, shortest first, the same every epoch) | random (pairs
+    # shuffled every epoch, no length grouping: much more padding)
+    batch_order: BatchOrder = "bucketed"
     turn_separator: str = "__eou__"  # dialogue format: the mark that ends every turn (DailyDialog's)
     lowercase: bool = False
     space_punctuation: bool = False  # "Go now." -> "Go now ." (d2l's Tatoeba preprocessing)
@@ -133,7 +138,7 @@ class LSTMAttnConfig:
 @dataclass
 class RNNConfig:
     name: str = "rnn"
-    cell: Cell = "gru"  # rnn (Elman, tanh) | gru
+    cell: Cell = "gru"  # rnn (Elman, tanh) | gru | lstm
     embed_dim: int = 256
     hidden_size: int = 256  # decoder size; a bidirectional encoder uses hidden_size // 2 per direction
     encoder_layers: int = 1

@@ -88,7 +88,7 @@ def teacher_forced_metrics(
     of all the ranks' corpora together. Batches hold at most max_tokens padded positions and batch_sentences pairs."""
     model.eval()
     sampler = TokenBatchSampler.for_pairs(
-        corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, max_sentences=batch_sentences, shuffle=False
+        corpus.src_lengths(), corpus.tgt_lengths(), max_tokens, max_sentences=batch_sentences, order="sorted"
     )
     sums = torch.zeros(3, device=device, dtype=torch.float64)  # nll, tokens, correct
     for indices in sampler.batches(0):
@@ -183,9 +183,8 @@ def evaluate_dialogue(
     mine = corpus.select(my_pairs)
     sums = torch.zeros(3, positions, device=device, dtype=torch.float64)  # nll, tokens, correct per turn position
     my_best: list[list[int]] = [[] for _ in my_pairs]
-    for sessions in session_sampler(mine, my_offsets, max_tokens, max_sentences=batch_sentences, shuffle=False).batches(
-        0
-    ):
+    sampler = session_sampler(mine, my_offsets, max_tokens, max_sentences=batch_sentences, order="sorted")
+    for sessions in sampler.batches(0):
         batch = collate_sessions(mine, my_offsets, sessions, specials).to(device)
         for t, turn, enc in read_session(model, batch, reset_memory=reset_memory):
             position = min(t, positions - 1)

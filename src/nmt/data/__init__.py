@@ -7,6 +7,7 @@ from nmt.data.batching import (
     collate,
     collate_sessions,
     pad_sequences,
+    padding_share,
     session_sampler,
 )
 from nmt.data.binarized import TextPairs
@@ -45,6 +46,7 @@ __all__ = [
     "make_normalizer",
     "normalize",
     "pad_sequences",
+    "padding_share",
     "prepare_data",
     "read_corpus",
     "read_dialogues",

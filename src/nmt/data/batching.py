@@ -1,4 +1,4 @@
-"""Batches: the token-budget, length-bucketed batch sampler and collation of id arrays into padded tensors."""
+"""Batches: the token-budget batch sampler (bucketed, sorted or random order) and collation into padded tensors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nmt.config import BatchOrder
 from nmt.data.corpus import CorpusError
 from nmt.data.dataset import TokenizedCorpus, pack
 from nmt.data.tokenizer import SpecialIds
@@ -81,12 +82,15 @@ def collate(corpus: TokenizedCorpus, indices, specials: SpecialIds) -> Batch:
 
 
 class TokenBatchSampler:
-    """Batches of item positions whose padded size n_items * max(width) fits max_tokens.
+    """Batches of item positions whose padded size n_items * max(width) fits max_tokens, in a BatchOrder:
 
-    Items are sorted by `sort_keys` (np.lexsort order: the last key is the primary one) so that a batch holds
-    similar lengths and little padding; with shuffle, ties and the batch order are permuted by
-    np.random.default_rng((seed, epoch)), so an epoch's batches are reproducible (resuming relies on it).
-    Without shuffle the order is sorted, for evaluation. A single item over the budget forms a batch of its own.
+    bucketed: items sorted by `sort_keys` (np.lexsort order: the last key is the primary one), so that a batch
+              holds similar lengths and little padding; ties and the batch order permuted every epoch.
+    sorted:   the same sorted batches served in length order, the same every epoch (evaluation uses it).
+    random:   batches filled from a permutation of the items, no length grouping (much padding); their count
+              varies a little from epoch to epoch, len() is epoch 0's.
+    Permutations come from np.random.default_rng((seed, epoch)), so an epoch's batches are reproducible (resuming
+    relies on it). A single item over the budget forms a batch of its own.
     Sentence pairs use for_pairs(); dialogue sessions sort by turn count, a session's width being its widest turn.
     """
 
@@ -96,7 +100,7 @@ class TokenBatchSampler:
         sort_keys,
         max_tokens: int,
         max_sentences: int | None = None,
-        shuffle: bool = True,
+        order: str = "bucketed",
         seed: int = 0,
     ):
         self.widths = np.asarray(widths, dtype=np.int64)  # (n,)
@@ -112,12 +116,15 @@ class TokenBatchSampler:
                 f"trainer.max_tokens={max_tokens}, trainer.max_sentences={max_sentences}: must be positive"
                 " — set a token budget of at least the longest pair (max_sentences may be null)"
             )
+        if order not in BatchOrder.__members__:
+            raise CorpusError(
+                f"TokenBatchSampler: order '{order}', expected one of [{', '.join(BatchOrder.__members__)}]"
+            )
         self.max_tokens = max_tokens
         self.max_sentences = max_sentences
-        self.shuffle = shuffle
+        self.order = str(order)
         self.seed = seed
-        # Chunk boundaries depend only on the sorted keys, not on how ties are ordered: the count is fixed.
-        self._num_batches = len(self._chunk(self._order(None)))
+        self._num_batches = len(self.batches(0))
 
     @classmethod
     def for_pairs(cls, src_lengths, tgt_lengths, max_tokens: int, **kwargs) -> TokenBatchSampler:
@@ -130,13 +137,6 @@ class TokenBatchSampler:
                 " — pass one length per pair for each side"
             )
         return cls(np.maximum(src, tgt + 1), (src, tgt), max_tokens, **kwargs)
-
-    def _order(self, rng: np.random.Generator | None) -> np.ndarray:
-        """(n,) positions sorted by the keys; lexsort is stable, so ties keep the permuted order."""
-        if rng is None:
-            return np.lexsort(self.sort_keys)
-        perm = rng.permutation(len(self.widths))
-        return perm[np.lexsort(tuple(k[perm] for k in self.sort_keys))]
 
     def _chunk(self, order: np.ndarray) -> list[np.ndarray]:
         widths = self.widths[order].tolist()
@@ -153,11 +153,15 @@ class TokenBatchSampler:
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The (batch,) int64 position arrays of one epoch; every position appears exactly once."""
-        rng = np.random.default_rng((self.seed, epoch)) if self.shuffle else None
-        batches = self._chunk(self._order(rng))
-        if rng is not None:
-            batches = [batches[j] for j in rng.permutation(len(batches))]
-        return batches
+        if self.order == "sorted":
+            return self._chunk(np.lexsort(self.sort_keys))
+        rng = np.random.default_rng((self.seed, epoch))
+        perm = rng.permutation(len(self.widths))
+        if self.order == "random":
+            return self._chunk(perm)
+        # lexsort is stable, so ties keep the permuted order.
+        batches = self._chunk(perm[np.lexsort(tuple(k[perm] for k in self.sort_keys))])
+        return [batches[j] for j in rng.permutation(len(batches))]
 
     def __len__(self) -> int:
         return self._num_batches
@@ -180,22 +184,40 @@ class SessionBatch:
         return SessionBatch([turn.to(device) for turn in self.turns], self.sessions, self.n_tokens)
 
 
-def collate_sessions(corpus: TokenizedCorpus, session_offsets, sessions, specials: SpecialIds) -> SessionBatch:
-    """Batch the sessions numbered `sessions`; session s owns pairs session_offsets[s]:session_offsets[s + 1]."""
+def session_turns(session_offsets: np.ndarray, sessions) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The sessions numbered `sessions` (batch,), longest first, and per turn position t the pair positions
+    (k_t,) of turn t of those that have one; session s owns pairs session_offsets[s]:session_offsets[s + 1]."""
     sessions = np.asarray(sessions, dtype=np.int64)
     n_pairs = np.diff(session_offsets)[sessions]
     order = np.argsort(-n_pairs, kind="stable")
     sessions, n_pairs = sessions[order], n_pairs[order]
     starts = session_offsets[sessions]
-    turns = [
-        collate(corpus, starts[: int((n_pairs > t).sum())] + t, specials) for t in range(int(n_pairs.max(initial=0)))
-    ]
+    return sessions, [starts[: int((n_pairs > t).sum())] + t for t in range(int(n_pairs.max(initial=0)))]
+
+
+def collate_sessions(corpus: TokenizedCorpus, session_offsets, sessions, specials: SpecialIds) -> SessionBatch:
+    """Batch the sessions numbered `sessions` (see session_turns)."""
+    sessions, pairs = session_turns(session_offsets, sessions)
+    turns = [collate(corpus, indices, specials) for indices in pairs]
     return SessionBatch(turns, sessions, sum(turn.n_tokens for turn in turns))
+
+
+def padding_share(corpus: TokenizedCorpus, batches, session_offsets: np.ndarray | None = None) -> float:
+    """Padding positions / all positions of the collated batches, source and target (y + eos) together, from the
+    lengths alone. batches: pair positions, or with session_offsets session numbers (each turn a batch)."""
+    if session_offsets is not None:
+        batches = [pairs for sessions in batches for pairs in session_turns(session_offsets, sessions)[1]]
+    src, tgt = corpus.src_lengths(), corpus.tgt_lengths() + 1
+    real = padded = 0
+    for indices in batches:
+        real += int(src[indices].sum() + tgt[indices].sum())
+        padded += len(indices) * int(src[indices].max() + tgt[indices].max())
+    return 1 - real / padded if padded else 0.0
 
 
 def session_sampler(corpus: TokenizedCorpus, session_offsets, max_tokens: int, **kwargs) -> TokenBatchSampler:
     """Batches of sessions of similar turn count; a session's width is its widest pair, so every turn of the
-    batch fits the token budget. kwargs: max_sentences (sessions), shuffle, seed."""
+    batch fits the token budget. kwargs: max_sentences (sessions), order, seed."""
     session_offsets = np.asarray(session_offsets, dtype=np.int64)
     pair_widths = np.maximum(corpus.src_lengths(), corpus.tgt_lengths() + 1)
     n_pairs = np.diff(session_offsets)

@@ -21,7 +21,15 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nmt.config import SearchConfig, TranslateConfig
 from nmt.cpu_kernels import keep_measured_choice, use_cpu_kernels
-from nmt.data import TokenBatchSampler, collate, collate_sessions, make_normalizer, prepare_data, session_sampler
+from nmt.data import (
+    TokenBatchSampler,
+    collate,
+    collate_sessions,
+    make_normalizer,
+    padding_share,
+    prepare_data,
+    session_sampler,
+)
 from nmt.decoding import translate_texts
 from nmt.decoding.search import check_search
 from nmt.errors import UserError
@@ -137,6 +145,7 @@ class Trainer:
                 self.data.sessions["train"],
                 tcfg.max_tokens,
                 max_sentences=tcfg.max_sentences,
+                order=cfg.data.batch_order,
                 seed=cfg.seed,
             )
         else:
@@ -145,6 +154,7 @@ class Trainer:
                 self.train_set.tgt_lengths(),
                 tcfg.max_tokens,
                 max_sentences=tcfg.max_sentences,
+                order=cfg.data.batch_order,
                 seed=cfg.seed,
             )
         steps_per_epoch = len(self.sampler) // self.per_step
@@ -399,6 +409,7 @@ class Trainer:
         ):
             while not stop:
                 batches = self.sampler.batches(p.epoch)
+                epoch_started, padding = time.monotonic(), self._padding_share(batches)
                 # Every rank takes the same number of steps: the last few batches of an epoch may not fill one.
                 usable = p.batch_in_epoch + (len(batches) - p.batch_in_epoch) // self.per_step * self.per_step
                 for start in range(p.batch_in_epoch, usable, self.per_step):
@@ -420,6 +431,10 @@ class Trainer:
                     if stop:
                         break
                 else:
+                    seconds = time.monotonic() - epoch_started  # wall time, not self.clock: a test may fake that one
+                    log.info("epoch %d done in %s (padding %.1f%%)", p.epoch + 1, format_eta(seconds), 100 * padding)
+                    self.writer.add_scalar("train/epoch_seconds", seconds, p.step)
+                    self.writer.add_scalar("train/padding_share", padding, p.step)
                     p.epoch += 1
                     p.batch_in_epoch = 0
                     if tcfg.eval_each_epoch and p.last_eval_step != p.step and self._evaluate():
@@ -456,11 +471,19 @@ class Trainer:
         for line in describe_param_groups(self.model, self.cfg.optim):
             log.info("parameters: %s", line)
         log.info("device %s | %d batches per epoch | %s", self.device, len(self.sampler), self._describe_length())
+        share = self._padding_share(self.sampler.batches(self.progress.epoch))
+        log.info(
+            "data.batch_order=%s: padding is %.1f%% of the batches' positions", self.cfg.data.batch_order, 100 * share
+        )
         if self.kernels:
             log.info("CPU kernels: %s", self.kernels.describe())
         warning = precision_warning(self.cfg.trainer.precision, self.device)
         if warning:
             log.warning(warning)
+
+    def _padding_share(self, batches) -> float:
+        """The padding share of training batches from the sampler (source and target; lengths only)."""
+        return padding_share(self.train_set, batches, self.data.sessions["train"] if self.sessions else None)
 
     def _describe_length(self) -> str:
         """The run's length and evaluation schedule, as the start of the log states them."""
