@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -77,10 +79,17 @@ def test_attention_heatmaps_grad_norms_and_hparams_reach_tensorboard(toy_cfg, tm
     assert [image.step for image in images][:2] == [5, 10]
     assert images[0].encoded_image_string.startswith(b"\x89PNG") and images[0].width > 100
     scalars = set(events.Tags()["scalars"])
-    assert {"grad_norm/encoder", "grad_norm/decoder", "grad_norm/output", "dev/no_eos_rate"} <= scalars
-    assert "grad/encoder" in events.Tags()["histograms"]
+    layers = {"encoder.embed", "encoder.rnn.l0", "decoder.l0", "attention.proj", "output"}
+    assert {f"grad_norm/{layer}" for layer in layers} | {"dev/no_eos_rate"} <= scalars
+    assert {f"grad/{layer}" for layer in layers} <= set(events.Tags()["histograms"])
     hparams = list(run.joinpath("tb").rglob("events.out.tfevents.*"))
     assert any(b"hparam/test_bleu" in f.read_bytes() for f in hparams)
+    # The unsmoothed NLL beside the smoothed training loss, and p(token) = exp(-NLL), for train and dev alike.
+    values = {tag: [e.value for e in events.Scalars(tag)] for tag in scalars}
+    assert all(loss > nll for loss, nll in zip(values["train/loss"], values["train/nll"], strict=True))
+    for split, nll in (("train", "train/nll"), ("dev", "dev/loss")):
+        expected = [math.exp(-v) for v in values[nll]]
+        assert values[f"{split}/p_token"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_models_without_attention_write_no_heatmap(toy_cfg, tmp_path):
@@ -129,3 +138,26 @@ def test_epoch_end_evaluations_follow_eval_each_epoch(toy_cfg, tmp_path, each_ep
     trainer.fit()
     # Always after the last step; at each epoch's end only when asked.
     assert epoch < 15 and steps == ([*range(epoch, 15, epoch), 15] if each_epoch else [15])
+
+
+@pytest.mark.parametrize("model", ["transformer", "memory_lstm"])
+def test_layer_gradient_norms_are_taken_before_clipping_over_the_window(model, toy_cfg, tmp_path, dialogue_data):
+    """Clipped to 1e-3, each logged layer norm still makes up the unclipped total of its steps: sqrt(sum of
+    squares) over the layers equals train/grad_norm when the window is one step."""
+    run = tmp_path / "run"
+    data = dialogue_data if model == "memory_lstm" else ["data=toy"]
+    cfg = toy_cfg(
+        *FAST, *data, "trainer.max_steps=3", "trainer.log_every=1", "trainer.clip_grad_norm=1e-3", model=model
+    )
+    Trainer(cfg, run).fit()
+    events = _events(run)
+    layers = [tag for tag in events.Tags()["scalars"] if tag.startswith("grad_norm/")]
+    prefix = "grad_norm/backbone." if model == "memory_lstm" else "grad_norm/"
+    assert {f"{prefix}encoder.0", f"{prefix}encoder.1", f"{prefix}decoder.0", f"{prefix}decoder.1"} <= set(layers)
+    if model == "memory_lstm":
+        assert {"grad_norm/memory.rnn.l0", "grad_norm/memory.gate"} <= set(layers)
+    for step in (1, 2, 3):
+        total = next(e.value for e in events.Scalars("train/grad_norm") if e.step == step)
+        by_layer = [next(e.value for e in events.Scalars(tag) if e.step == step) for tag in layers]
+        assert total > 1e-2
+        assert sum(v * v for v in by_layer) ** 0.5 == pytest.approx(total, rel=1e-4)

@@ -15,8 +15,8 @@ from torch.nn.utils.rnn import PackedSequence
 from nmt.evaluation import evaluate_split
 from nmt.models.init import GATE_NONLINEARITIES, tanh_layer_names
 from nmt.training.device import precision_warning
+from nmt.training.gradients import GradientGroups
 from nmt.training.loss import sequence_loss
-from nmt.training.monitor import grads_by_group
 
 
 @dataclass
@@ -35,31 +35,36 @@ def _loss(model, batch, pad_id: int) -> torch.Tensor:
 
 
 def gradient_flow(model, batch, pad_id: int) -> Check:
-    """One backward pass; every top-level module (encoder, decoder, ...) must get a finite, non-zero gradient."""
+    """One backward pass; every layer (gradients.gradient_group) must get a finite, non-zero gradient, and every
+    parameter some gradient: the ones that get none are named."""
     model.train()
     model.zero_grad(set_to_none=True)
     _loss(model, batch, pad_id).backward()
-    norms = {group: float(grads.float().norm()) for group, grads in grads_by_group(model).items()}
+    groups = GradientGroups(model)
+    norms = dict(zip(groups.groups, groups.norms().tolist(), strict=True))
+    unreached = groups.without_gradient()
     model.zero_grad(set_to_none=True)
     knob = "model code (the forward pass)"
-    broken = [f"{g}.*" for g, n in norms.items() if not math.isfinite(n)]
+    broken = [g for g, n in norms.items() if not math.isfinite(n)]
     if broken:
-        return Check("gradient flow", "fail", f"{', '.join(broken)} get a non-finite gradient", knob)
-    dead = [f"{g}.*" for g, n in norms.items() if n == 0.0]
-    if dead:
+        return Check("gradient flow", "fail", f"{', '.join(broken)}: non-finite gradient", knob)
+    if unreached:
+        dead = [g for g, n in norms.items() if n == 0.0]
+        where = f" (all of {', '.join(dead)})" if dead else ""
         return Check(
             "gradient flow",
             "fail",
-            f"{', '.join(dead)} get no gradient — look for a .detach(), .item(), .data or a non-differentiable op"
-            " between it and the loss",
+            f"no gradient reaches {len(unreached)} of {len(groups.names)} parameters{where}: {', '.join(unreached)}"
+            " — look for a .detach(), .item(), .data or a non-differentiable op between them and the loss",
             knob,
         )
     top = max(norms, key=norms.get)
     weak = [g for g, n in norms.items() if n < 1e-6 * norms[top]]
     if weak:
-        detail = "; ".join(f"{g}.* receives {norms[g] / norms[top]:.0e} of {top}.*'s gradient" for g in weak)
+        detail = "; ".join(f"{g} receives {norms[g] / norms[top]:.0e} of {top}'s gradient" for g in weak)
         return Check("gradient flow", "warn", detail, "model.forget_bias, model=lstm_attn (shorter gradient paths)")
-    detail = "grad norms " + ", ".join(f"{g} {n:.2g}" for g, n in norms.items())
+    low = min(norms, key=norms.get)
+    detail = f"{len(norms)} layers, grad norm {norms[low]:.2g} ({low}) .. {norms[top]:.2g} ({top})"
     return Check("gradient flow", "pass", detail, "-")
 
 
@@ -105,9 +110,9 @@ def _first_tensor(output):
     return output if isinstance(output, torch.Tensor) else None
 
 
-def initialisation(model, batch, pad_id: int) -> Check:
+def initialisation(model, batch, pad_id: int, trained: bool = False) -> Check:
     """Activation scale of every leaf module, gradient scale per parameter, and the most saturated tanh layer or
-    recurrent gate (sigmoid within 0.01 of 0 or 1, tanh beyond +-0.99), at init."""
+    recurrent gate (sigmoid within 0.01 of 0 or 1, tanh beyond +-0.99): at init, or of a trained model."""
     model.train()
     act_std: dict[str, float] = {}
     saturated: dict[str, float] = {}
@@ -177,6 +182,8 @@ def initialisation(model, batch, pad_id: int) -> Check:
     detail = "; ".join(parts)
     bad_scale = act_std[low] < 1e-3 or act_std[high] > 1e3
     status = "warn" if bad_scale or (worst is not None and saturated[worst] > 0.5) else "pass"
+    if trained:
+        return Check("activations", status, detail, "optim.lr, trainer.clip_grad_norm, model.dropout")
     return Check("initialisation", status, detail, "model.forget_bias, embedding/weight init (nmt.models.init)")
 
 

@@ -1,11 +1,11 @@
 """Training health and what a run reports: running metrics, the train, dev and test log lines with their
-TensorBoard scalars and samples, where non-finite values come from, gradient norms per module, attention."""
+TensorBoard scalars and samples, where non-finite values come from, attention."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,13 +15,15 @@ from torch.nn.utils.rnn import PackedSequence
 from nmt.data import SessionBatch
 from nmt.errors import UserError
 from nmt.evaluation import memory_value_lines, perplexity
+from nmt.training.gradients import GradientGroups
 
 
 class Meter:
     """Sums of the training metrics between two log lines, kept on the device until they are read."""
 
-    def __init__(self, device):
+    def __init__(self, device, groups: GradientGroups | None = None):
         self.device = device
+        self.groups = groups
         self.reset()
 
     def reset(self):
@@ -31,28 +33,46 @@ class Meter:
         self.correct = torch.zeros((), device=self.device, dtype=torch.long)
         self.grad_norm = torch.zeros((), device=self.device)
         self.clipped = torch.zeros((), device=self.device)
+        self.group_norms = torch.zeros(len(self.groups.groups) if self.groups else 0, device=self.device)
+        self.clip_factor = torch.ones((), device=self.device)  # of the last step: its gradients were multiplied by it
         self.steps = 0
         self.start = time.perf_counter()
 
-    def add(self, out, grad_norm, clip):
+    def add(self, out, grad_norm, clip, group_norms=None):
+        """A step's LossOut, its total gradient norm before clipping at `clip` (None: no clipping), and its
+        per-group norms before clipping ((groups,), from GradientGroups.norms)."""
         self.loss += out.loss.detach()
         self.nll += out.nll_sum
         self.tokens += out.n_tokens
         self.correct += out.n_correct
         self.grad_norm += grad_norm
+        if group_norms is not None:
+            self.group_norms += group_norms
         if clip is not None:
             self.clipped += (grad_norm > clip).float()
+            self.clip_factor = torch.clamp(clip / (grad_norm + 1e-6), max=1.0)  # clip_grad_norm_'s coefficient
         self.steps += 1
+
+    def histograms(self) -> dict[str, torch.Tensor]:
+        """The last step's gradients per layer, before clipping (which multiplied them all by one factor)."""
+        if self.groups is None:
+            return {}
+        return {group: grads / self.clip_factor for group, grads in self.groups.flat().items() if grads.numel()}
 
     def read(self) -> dict:
         tokens = max(int(self.tokens), 1)
         elapsed = time.perf_counter() - self.start
         nll = float(self.nll) / tokens
         return {
-            "loss": float(self.loss) / self.steps,
+            "loss": float(self.loss) / self.steps,  # what is minimised: label-smoothed when that is on
+            "nll": nll,  # unsmoothed, per target token: comparable with dev/loss
             "ppl": perplexity(nll),
+            "p_token": math.exp(-nll),  # the mean probability per token, geometrically: 1 / ppl
             "token_acc": float(self.correct) / tokens,
             "grad_norm": float(self.grad_norm) / self.steps,
+            "group_grad_norms": dict(zip(self.groups.groups, (self.group_norms / self.steps).tolist(), strict=True))
+            if self.groups
+            else {},
             "clip_rate": float(self.clipped) / self.steps,
             "tokens_per_sec": tokens / elapsed,
             "sec_per_step": elapsed / self.steps,
@@ -109,18 +129,6 @@ def find_nonfinite(model, run) -> str:
 
 def weights_finite(model) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters())
-
-
-def grads_by_group(model) -> dict[str, torch.Tensor]:
-    """Flattened gradients per top-level module (encoder, decoder, ...) of the trainable parameters; a group
-    that got no gradient at all is an empty tensor (norm 0), so that it shows up instead of vanishing."""
-    groups = defaultdict(list)
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            grads = groups[name.split(".")[0]]
-            if p.grad is not None:
-                grads.append(p.grad.detach().flatten())
-    return {group: torch.cat(grads) if grads else torch.zeros(0) for group, grads in groups.items()}
 
 
 @torch.no_grad()
@@ -205,17 +213,27 @@ def profiler(tcfg, trace_dir):
 
 
 def report_train(
-    emit, writer, m: dict, model, step: int, total_steps: int, epoch: int, lr: float, ratio: float, eta: float
-):
-    """A logging window: Meter.read()'s figures, learning rate, teacher-forcing ratio and per-module gradient norms
-    to TensorBoard, and one line with the ETA (`eta` seconds) to `emit` (a logging function)."""
+    emit,
+    writer,
+    m: dict,
+    histograms: dict,
+    step: int,
+    total_steps: int,
+    epoch: int,
+    lr: float,
+    ratio: float,
+    eta: float,
+) -> None:
+    """A logging window: Meter.read()'s figures with its per-layer gradient norms, Meter.histograms(), learning rate
+    and teacher-forcing ratio to TensorBoard, and one line with the ETA (`eta` seconds) to `emit` (a logging
+    function)."""
     for key, value in m.items():
-        if key != "sec_per_step":
+        if key not in ("sec_per_step", "group_grad_norms"):
             writer.add_scalar(f"train/{key}", value, step)
-    for group, grads in grads_by_group(model).items():
-        writer.add_scalar(f"grad_norm/{group}", grads.norm().item(), step)
-        if grads.numel():
-            writer.add_histogram(f"grad/{group}", grads, step)
+    for group, norm in m["group_grad_norms"].items():
+        writer.add_scalar(f"grad_norm/{group}", norm, step)
+    for group, grads in histograms.items():
+        writer.add_histogram(f"grad/{group}", grads, step)
     writer.add_scalar("train/lr", lr, step)
     writer.add_scalar("train/tf_ratio", ratio, step)
     emit(
@@ -226,7 +244,7 @@ def report_train(
         epoch + 1,
         m["loss"],
         m["ppl"],
-        1 / m["ppl"],
+        m["p_token"],
         100 * m["token_acc"],
         ratio,
         lr,
@@ -243,13 +261,16 @@ def report_dev(emit, writer, m: dict, step: int, improved: bool, num_samples: in
     tb_names = {"loss": "loss", "ppl": "ppl", "acc": "token_acc", "bleu": "bleu", "chrf": "chrf"}
     for key, tb in {**tb_names, "no_eos_rate": "no_eos_rate", "repeat_rate": "repeat_rate"}.items():
         writer.add_scalar(f"dev/{tb}", m[key], step)
-    # Teacher-forced and free-running side by side: the gap between them is exposure bias.
+    writer.add_scalar("dev/p_token", math.exp(-m["loss"]), step)
+    # Teacher-forced and free-running side by side: the gap between them is exposure bias. The loss is the
+    # unsmoothed NLL per token, so p(token) = exp(-loss) is the mean (geometric) probability of a reference token.
     emit(
-        "step %d dev: teacher-forced loss %.3f | ppl %.2f | acc %.1f%% || free-running BLEU %.2f | chrF %.2f "
-        "| no EOS %.1f%% | loops %.1f%%%s",
+        "step %d dev: teacher-forced loss %.3f | ppl %.2f (p(token) %.3f) | acc %.1f%% || free-running BLEU %.2f "
+        "| chrF %.2f | no EOS %.1f%% | loops %.1f%%%s",
         step,
         m["loss"],
         m["ppl"],
+        math.exp(-m["loss"]),
         100 * m["acc"],
         m["bleu"],
         m["chrf"],
@@ -293,5 +314,5 @@ def report_next_steps(emit, best_path: Path, examples: list[tuple[str, str]], lo
     emit("  evaluate:  nmt-eval ckpt=%s beam_size=5", best_path)
     emit('  translate: nmt-translate ckpt=%s "%s"   (no sentence: a prompt; or lines on stdin)', best_path, sentence)
     emit("  look:      tensorboard --logdir %s", log_dir)
-    emit("             Scalars: train/loss and dev/bleu over steps, grad_norm/* per module; Images: attention/*,")
+    emit("             Scalars: train/loss and dev/bleu over steps, grad_norm/* per layer; Images: attention/*,")
     emit("             the attention heatmaps of dev sentences; Text: dev/samples; HParams: this run beside the others")

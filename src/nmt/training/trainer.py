@@ -52,6 +52,7 @@ from nmt.training.distributed import (
     max_over_ranks,
     shard,
 )
+from nmt.training.gradients import GradientGroups
 from nmt.training.interrupt import StopRequests, TrainingInterrupted
 from nmt.training.loss import LossOut, sequence_loss
 from nmt.training.monitor import (
@@ -171,6 +172,7 @@ class Trainer:
                 " starts a new one from its weights: keep one"
             )
         self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.gradient_groups = GradientGroups(self.model)  # after build_optimizer: frozen ones are left out
         self.progress = Progress()  # before the scheduler, which reads its training time
         self.scheduler = build_scheduler(
             cfg.optim, self.optimizer, self.total_steps, model_width(cfg.model), self._budget_spent
@@ -330,6 +332,7 @@ class Trainer:
         loss = average_gradients(self.model, out.loss.detach().reshape(1), self.ranks)[0] / self.ranks.world
         self.scaler.unscale_(self.optimizer)
         max_norm = tcfg.clip_grad_norm if tcfg.clip_grad_norm else math.inf
+        group_norms = self.gradient_groups.norms()  # before clipping, as the total norm is
         grad_norm = clip_gradients(list(self.model.parameters()), max_norm)
         if not self.scaler.is_enabled() and not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             self._skip_nonfinite(batch, ratio)
@@ -343,7 +346,7 @@ class Trainer:
             return
         self.nonfinite_in_a_row = 0
         self.scheduler.step()
-        meter.add(out, grad_norm, tcfg.clip_grad_norm)
+        meter.add(out, grad_norm, tcfg.clip_grad_norm, group_norms)
 
     def _skip_nonfinite(self, batch, ratio: float) -> None:
         """Skip an update whose loss or gradient is not finite; after too many in a row, stop and name the cause."""
@@ -373,7 +376,8 @@ class Trainer:
         if budget is not None and 60 * budget - p.train_seconds < eta:
             eta = max(0.0, 60 * budget - p.train_seconds)
             bar.total = p.step + round(eta / m["sec_per_step"])  # the steps the time budget leaves, as now measured
-        report_train(log.info, self.writer, m, self.model, p.step, self.total_steps, p.epoch, lr, ratio, eta)
+        histograms = meter.histograms()
+        report_train(log.info, self.writer, m, histograms, p.step, self.total_steps, p.epoch, lr, ratio, eta)
         bar.set_postfix(loss=f"{m['loss']:.3f}", ppl=f"{m['ppl']:.1f}", tok_s=f"{m['tokens_per_sec']:.0f}")
         meter.reset()
 
@@ -397,7 +401,7 @@ class Trainer:
     def fit(self) -> dict:
         tcfg, p = self.cfg.trainer, self.progress
         self._log_start()
-        meter = Meter(self.device)
+        meter = Meter(self.device, self.gradient_groups)
         show_bar = tcfg.progress_bar and sys.stderr.isatty()
         started = self.clock() - p.train_seconds  # a resumed run goes on spending its time budget
         stop = self._length_reached()
