@@ -43,10 +43,12 @@ def fake_run(run, cfg, *, results: bool = True, events: bool = True, train_secon
         for step in range(5, 31, 5):
             writer.add_scalar("train/loss", 4.0 - step / 10, step, walltime=start + step)
             writer.add_scalar("train/tokens_per_sec", 100.0 * step, step, walltime=start + step)
+            writer.add_scalar("train/padding_share", step / 50, step, walltime=start + step)
         for step, bleu in DEV_BLEU.items():
             writer.add_scalar("dev/bleu", bleu, step, walltime=start + step)
             writer.add_scalar("dev/chrf", 3 * bleu, step, walltime=start + step)
             writer.add_scalar("dev/loss", 3.0 - step / 20, step, walltime=start + step)
+            writer.add_scalar("dev/no_eos_rate", 0.5 - step / 100, step, walltime=start + step)
         writer.close()
     return run
 
@@ -79,6 +81,20 @@ def test_a_sweep_shows_the_setting_that_differs_and_each_runs_scores(toy_cfg, tm
     for name in PLOTS:
         png = (tmp_path / "study" / name).read_bytes()
         assert png.startswith(PNG_SIGNATURE) and 5_000 < len(png) < 200_000, name
+
+
+def test_asked_for_scalars_get_a_column_and_a_plot_each(toy_cfg, tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "a", toy_cfg())
+    tags = ["dev/no_eos_rate", "train/padding_share", "dev/typo"]
+    out, err = study([tmp_path / "runs", *(arg for tag in tags for arg in ("--tag", tag))], capsys)
+    with (tmp_path / "runs" / "study" / "table.csv").open() as f:
+        (row,) = csv.DictReader(f)
+    # dev: the last evaluation's value; train: the median of the logging windows (0.1, 0.2, ... 0.6).
+    assert (row["dev/no_eos_rate"], row["train/padding_share"], row["dev/typo"]) == ("0.2", "0.35", "")
+    assert err == "nmt-study: warning: no run has the scalar dev/typo\n"
+    assert "| 1,234 | 0.2 | 0.35 | - |" in out
+    for name in ("dev_no_eos_rate_vs_step.png", "train_padding_share_vs_step.png"):
+        assert (tmp_path / "runs" / "study" / name).read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_incomplete_runs_are_marked_with_what_they_have(toy_cfg, tmp_path, capsys):
@@ -162,12 +178,12 @@ def test_a_study_of_two_real_runs(toy_cfg, tmp_path, capsys, one_thread):
     results = []
     for name, lr in (("a", 1e-3), ("b", 3e-3)):
         run = tmp_path / "outputs" / name
-        quick_eval = ["trainer.dev_max_sentences=10", "trainer.attention_samples=0", "trainer.search.beam_size=1"]
+        quick_eval = ["trainer.dev_max_sentences=10", "trainer.attention_samples=1", "trainer.search.beam_size=1"]
         cfg = toy_cfg(*fast, *quick_eval, f"optim.lr={lr}")
         (run / ".hydra").mkdir(parents=True)
         OmegaConf.save(cfg, run / ".hydra" / "config.yaml")  # the Hydra CLI writes it; Trainer does not
         results.append(Trainer(cfg, run).fit())
-    out, err = study([tmp_path / "outputs"], capsys)
+    out, err = study([tmp_path / "outputs", "--image", "attention/0"], capsys)
 
     table = collect([tmp_path / "outputs"])
     assert table.setting_keys == ["optim.lr"] and err == ""
@@ -181,4 +197,8 @@ def test_a_study_of_two_real_runs(toy_cfg, tmp_path, capsys, one_thread):
     ours = read_curves(tmp_path / "outputs" / "a" / "tb")
     for tag in ("dev/bleu", "train/loss"):
         assert [(p.step, p.value) for p in ours[tag]] == [(e.step, e.value) for e in tensorboard.Scalars(tag)]
+    # Each run's last attention heatmap, as TensorBoard shows it.
+    heatmap = (tmp_path / "outputs" / "study" / "attention_0-a.png").read_bytes()
+    assert heatmap.startswith(PNG_SIGNATURE) and heatmap == tensorboard.Images("attention/0")[-1].encoded_image_string
+    assert (tmp_path / "outputs" / "study" / "attention_0-b.png").is_file()
     assert "| a | ok | toy | 0.001 |" in out

@@ -46,6 +46,7 @@ PLOTS = {
     "loss_vs_step.png": (("train/loss", "dev/loss"), "step"),
     "loss_vs_time.png": (("train/loss", "dev/loss"), "time"),
 }
+TITLES = {("dev/bleu",): "dev BLEU", ("train/loss", "dev/loss"): "loss (train solid, dev dashed)"}
 MAX_LABEL = 48  # characters of a legend entry
 
 
@@ -81,6 +82,7 @@ class Study:
     runs: list[Run]
     setting_keys: list[str]
     columns: list[str]
+    extra_tags: list[str]  # scalars asked for beside TAGS: a column and a plot each
     rows: list[dict[str, object]]
     warnings: list[str]
 
@@ -130,8 +132,8 @@ def _records(path: Path) -> Iterator[bytes]:
         pos = end + RECORD_FOOTER
 
 
-def read_curves(tb_dir: Path) -> dict[str, list[Point]]:
-    """The scalars of TAGS in a TensorBoard directory, every events file in it in order (a resumed run writes one
+def read_curves(tb_dir: Path, tags=TAGS) -> dict[str, list[Point]]:
+    """The scalars of `tags` in a TensorBoard directory, every events file in it in order (a resumed run writes one
     per session); {} if it has none. Seconds count from the first event, so a resumed run's pause is included."""
     curves: dict[str, list[Point]] = {}
     start = None
@@ -143,7 +145,7 @@ def read_curves(tb_dir: Path) -> dict[str, list[Point]]:
                 break
             start = event.wall_time if start is None else start
             for value in event.summary.value:
-                if value.tag in TAGS and value.HasField("simple_value"):
+                if value.tag in tags and value.HasField("simple_value"):
                     points = curves.setdefault(value.tag, [])
                     # A resumed run logs again from its last checkpoint: the later session's points replace those.
                     while points and points[-1].step >= event.step:
@@ -152,8 +154,24 @@ def read_curves(tb_dir: Path) -> dict[str, list[Point]]:
     return curves
 
 
-def load_run(path: Path, name: str) -> Run:
-    """Read one run directory; what is missing or unreadable goes to Run.problems instead of raising."""
+def last_image(tb_dir: Path, tag: str) -> bytes | None:
+    """The encoded image (PNG) of the last image event of `tag` in a TensorBoard directory, if any."""
+    image = None
+    for path in sorted(tb_dir.glob("events.out.tfevents.*")):
+        for record in _records(path):
+            try:
+                event = event_pb2.Event.FromString(record)
+            except DecodeError:
+                break
+            for value in event.summary.value:
+                if value.tag == tag and value.HasField("image"):
+                    image = value.image.encoded_image_string
+    return image
+
+
+def load_run(path: Path, name: str, tags=TAGS) -> Run:
+    """Read one run directory and its scalars of `tags`; what is missing or unreadable goes to Run.problems instead
+    of raising."""
     problems = []
     try:
         settings = flatten(OmegaConf.to_container(OmegaConf.load(path / CONFIG), resolve=False))
@@ -167,7 +185,7 @@ def load_run(path: Path, name: str) -> Run:
             results = json.loads((path / "results.json").read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             problems.append("unreadable results.json")
-    curves = read_curves(path / "tb")
+    curves = read_curves(path / "tb", tags)
     if not curves:
         problems.append("no TensorBoard scalars")
     return Run(path, name, settings, results, curves, problems)
@@ -240,13 +258,22 @@ def data_warning(runs: list[Run]) -> str | None:
     return f"the runs are on different data ({'; '.join(differing)}): their scores do not compare"
 
 
-def collect(paths: list[Path]) -> Study:
-    """Find and read every run under `paths` (each a run directory or a directory of runs) and build the table."""
+def summary(tag: str, points: list[Point]) -> float | None:
+    """An extra tag's column: the median of a train/* scalar (noisy from window to window), else the last value."""
+    if not points:
+        return None
+    return statistics.median(p.value for p in points) if tag.startswith("train/") else points[-1].value
+
+
+def collect(paths: list[Path], extra_tags: list[str] | tuple = ()) -> Study:
+    """Find and read every run under `paths` (each a run directory or a directory of runs) and build the table,
+    with a column for each of `extra_tags` (TensorBoard scalar tags) after the METRICS."""
     found = list(dict.fromkeys(run.resolve() for path in paths for run in find_runs(path)))
     root = found[0].parent if len(found) == 1 else Path(os.path.commonpath(found))
-    runs = [load_run(path, str(path.relative_to(root))) for path in found]
+    extra = [tag for tag in dict.fromkeys(extra_tags) if tag not in TAGS]
+    runs = [load_run(path, str(path.relative_to(root)), (*TAGS, *extra)) for path in found]
     keys = differing_keys(runs)
-    columns = ["run", "status", "data", *keys, *METRICS]
+    columns = ["run", "status", "data", *keys, *METRICS, *extra]
     rows = [
         {
             "run": run.name,
@@ -254,11 +281,13 @@ def collect(paths: list[Path]) -> Study:
             "data": show(run.settings.get("data.name", "")),
             **{key: show(run.settings[key]) if key in run.settings else None for key in keys},
             **metrics(run),
+            **{tag: summary(tag, run.curves.get(tag, [])) for tag in extra},
         }
         for run in runs
     ]
+    warnings = [f"no run has the scalar {tag}" for tag in extra if not any(tag in run.curves for run in runs)]
     warning = data_warning(runs)
-    return Study(runs, keys, columns, rows, [warning] if warning else [])
+    return Study(runs, keys, columns, extra, rows, [*warnings, warning] if warning else warnings)
 
 
 def _cell(column: str, value: object) -> str:
@@ -266,6 +295,8 @@ def _cell(column: str, value: object) -> str:
         return "-"
     if column == "parameters":
         return f"{value:,}"
+    if isinstance(value, float) and "/" in column:  # an extra tag: shares and seconds alike
+        return f"{value:.4g}"
     if isinstance(value, float):
         return f"{value:.0f}" if column in ("train_seconds", "train_tok_per_s") else f"{value:.2f}"
     return str(value).replace("|", "\\|")
@@ -275,7 +306,8 @@ def markdown(study: Study, title: str | None = None) -> str:
     """The table as Markdown, metrics right-aligned, with a heading when `title` is given and a note on the columns."""
     lines = [f"# {title}", ""] if title else []
     lines.append("| " + " | ".join(study.columns) + " |")
-    lines.append("| " + " | ".join("---:" if c in METRICS else "---" for c in study.columns) + " |")
+    numeric = {*METRICS, *study.extra_tags}
+    lines.append("| " + " | ".join("---:" if c in numeric else "---" for c in study.columns) + " |")
     lines += ["| " + " | ".join(_cell(c, row[c]) for c in study.columns) + " |" for row in study.rows]
     return "\n".join([*lines, "", TABLE_NOTE]) + "\n"
 
@@ -315,7 +347,8 @@ def plot(study: Study, out: Path, title: str | None = None) -> list[Path]:
     else:  # more runs than distinct colours: a gradient, in the table's order
         colors = [colormaps["viridis"](i / (len(runs) - 1)) for i in range(len(runs))]
     written = []
-    for filename, (tags, axis) in PLOTS.items():
+    extra = {f"{tag.replace('/', '_')}_vs_step.png": ((tag,), "step") for tag in study.extra_tags}
+    for filename, (tags, axis) in {**PLOTS, **extra}.items():
         fig = Figure(figsize=(7, 4.5), dpi=100)
         ax = fig.subplots()
         for run, label, color in zip(runs, labels, colors, strict=True):
@@ -327,7 +360,7 @@ def plot(study: Study, out: Path, title: str | None = None) -> list[Path]:
                 marker = "." if tag.startswith("dev/") else None  # a single evaluation still shows
                 ax.plot(xs, [p.value for p in points], style, marker=marker, color=color, label=label)
                 label = None  # one legend entry per run
-        what = "dev BLEU" if tags == ("dev/bleu",) else "loss (train solid, dev dashed)"
+        what = TITLES.get(tags, tags[0])
         ax.set_ylabel(what.split(" (")[0])
         ax.set_xlabel("step" if axis == "step" else "minutes since the run started")
         ax.set_title(f"{title}: {what}" if title else what)
@@ -342,10 +375,26 @@ def plot(study: Study, out: Path, title: str | None = None) -> list[Path]:
     return written
 
 
-def write_study(study: Study, out: Path, title: str | None = None) -> tuple[list[Path], str]:
-    """table.md, table.csv and the plots in `out` (created); returns the files written and the Markdown."""
+def write_images(study: Study, out: Path, tag: str) -> list[Path]:
+    """Each run's last image of `tag` (such as attention/0, a dev sentence's attention heatmap) as
+    <tag>-<run>.png in `out`."""
+    written = []
+    for run in study.runs:
+        image = last_image(run.path / "tb", tag)
+        if image is not None:
+            written.append(out / f"{tag}-{run.name}.png".replace("/", "_"))
+            written[-1].write_bytes(image)
+    return written
+
+
+def write_study(
+    study: Study, out: Path, title: str | None = None, image_tags: list[str] | tuple = ()
+) -> tuple[list[Path], str]:
+    """table.md, table.csv, the plots and the runs' last images of `image_tags` in `out` (created); returns the
+    files written and the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(study, title)
     (out / "table.md").write_text(text, encoding="utf-8")
     write_csv(study, out / "table.csv")
-    return [out / "table.md", out / "table.csv", *plot(study, out, title)], text
+    images = [path for tag in image_tags for path in write_images(study, out, tag)]
+    return [out / "table.md", out / "table.csv", *plot(study, out, title), *images], text
