@@ -242,7 +242,7 @@ def profile(model: str, args, out: Path, steps: int = 10, rows: int = 15) -> Non
         cfg = compose("train", protocol(model, args, out))
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, run_dir)
-        batches, meter = trainer.sampler.batches(0), Meter(trainer.device)
+        batches, meter = trainer.sampler.batches(0), Meter(trainer.device, trainer.gradient_groups)
         for indices in batches[:30]:
             trainer.train_step([indices], meter)
         with torch_profile() as prof:

@@ -49,7 +49,7 @@ def tokens_per_second(overrides: list[str], windows: int, window: int) -> list[f
         steps = [batches[i : i + trainer.per_step] for i in range(0, len(batches), trainer.per_step)]
         rates = []
         for w in range(windows + 1):
-            meter = Meter(trainer.device)
+            meter = Meter(trainer.device, trainer.gradient_groups)
             start = time.perf_counter()
             for group in steps[w * window : (w + 1) * window]:
                 trainer.train_step(group, meter)

@@ -9,6 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nmt.evaluation import corpus_scores
+from nmt.training import monitor
+from nmt.training import trainer as trainer_module
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.monitor import TrainingStopped
 from nmt.training.trainer import Trainer
@@ -130,9 +132,9 @@ def test_epoch_end_evaluations_follow_eval_each_epoch(toy_cfg, tmp_path, each_ep
     steps = []
     evaluate = trainer._evaluate
 
-    def recording():
+    def recording(*args):
         steps.append(trainer.progress.step)
-        return evaluate()
+        return evaluate(*args)
 
     trainer._evaluate = recording
     trainer.fit()
@@ -161,3 +163,27 @@ def test_layer_gradient_norms_are_taken_before_clipping_over_the_window(model, t
         by_layer = [next(e.value for e in events.Scalars(tag) if e.step == step) for tag in layers]
         assert total > 1e-2
         assert sum(v * v for v in by_layer) ** 0.5 == pytest.approx(total, rel=1e-4)
+
+
+def test_dev_evaluations_are_left_out_of_the_training_speed_and_epoch_times(toy_cfg, tmp_path, monkeypatch):
+    """On a fake clock a step takes 1 s and a dev evaluation 100 s: every window's seconds per step is 1, and the
+    first epoch (31 batches) took 31 s of training."""
+    now = [0.0]
+    monkeypatch.setattr(monitor, "clock", lambda: now[0])
+    cfg = toy_cfg(*FAST, "trainer.max_steps=34", "trainer.log_every=2", "trainer.eval_every=2")
+    trainer = Trainer(cfg, tmp_path)
+
+    def advancing(method, seconds):
+        def run(*args, **kwargs):
+            now[0] += seconds
+            return method(*args, **kwargs)
+
+        return run
+
+    trainer.train_step = advancing(trainer.train_step, 1.0)
+    trainer._evaluate_split = advancing(trainer._evaluate_split, 100.0)
+    windows = []
+    monkeypatch.setattr(trainer_module, "report_train", lambda emit, writer, m, *args: windows.append(m))
+    trainer.fit()
+    assert [m["sec_per_step"] for m in windows] == [1.0] * 17
+    assert [e.value for e in _events(tmp_path).Scalars("train/epoch_seconds")] == [31.0]

@@ -178,7 +178,7 @@ def test_a_batch_order_trains_and_logs_its_padding_share_and_epoch_times(order, 
         cfg = toy_cfg(*FAST, "trainer.max_tokens=4096", f"data.batch_order={order}", "trainer.max_epochs=1")
         assert _train(cfg, run)["epochs"] == 1
     assert re.search(rf"data\.batch_order={order}: padding is \d+\.\d% of the batches' positions", caplog.text)
-    assert re.search(r"epoch 1 done in \d+m\d\ds \(padding \d+\.\d%\)", caplog.text)
+    assert re.search(r"epoch 1: \d+m\d\ds of training \(padding \d+\.\d%\)", caplog.text)
     events = EventAccumulator(str(run / "tb"))
     events.Reload()
     assert {"train/epoch_seconds", "train/padding_share"} <= set(events.Tags()["scalars"])

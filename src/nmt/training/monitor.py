@@ -17,11 +17,13 @@ from nmt.errors import UserError
 from nmt.evaluation import memory_value_lines, perplexity
 from nmt.training.gradients import GradientGroups
 
+clock = time.perf_counter  # what Meter times training with (a test may replace it)
+
 
 class Meter:
     """Sums of the training metrics between two log lines, kept on the device until they are read."""
 
-    def __init__(self, device, groups: GradientGroups | None = None):
+    def __init__(self, device, groups: GradientGroups):
         self.device = device
         self.groups = groups
         self.reset()
@@ -33,12 +35,12 @@ class Meter:
         self.correct = torch.zeros((), device=self.device, dtype=torch.long)
         self.grad_norm = torch.zeros((), device=self.device)
         self.clipped = torch.zeros((), device=self.device)
-        self.group_norms = torch.zeros(len(self.groups.groups) if self.groups else 0, device=self.device)
+        self.group_norms = torch.zeros(len(self.groups.groups), device=self.device)
         self.clip_factor = torch.ones((), device=self.device)  # of the last step: its gradients were multiplied by it
         self.steps = 0
-        self.start = time.perf_counter()
+        self.start = clock()
 
-    def add(self, out, grad_norm, clip, group_norms=None):
+    def add(self, out, grad_norm, clip, group_norms):
         """A step's LossOut, its total gradient norm before clipping at `clip` (None: no clipping), and its
         per-group norms before clipping ((groups,), from GradientGroups.norms)."""
         self.loss += out.loss.detach()
@@ -46,22 +48,28 @@ class Meter:
         self.tokens += out.n_tokens
         self.correct += out.n_correct
         self.grad_norm += grad_norm
-        if group_norms is not None:
-            self.group_norms += group_norms
+        self.group_norms += group_norms
         if clip is not None:
             self.clipped += (grad_norm > clip).float()
             self.clip_factor = torch.clamp(clip / (grad_norm + 1e-6), max=1.0)  # clip_grad_norm_'s coefficient
         self.steps += 1
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Leave the time spent inside out of the window's speed and ETA (a dev evaluation is not training)."""
+        started = clock()
+        try:
+            yield
+        finally:
+            self.start += clock() - started
+
     def histograms(self) -> dict[str, torch.Tensor]:
         """The last step's gradients per layer, before clipping (which multiplied them all by one factor)."""
-        if self.groups is None:
-            return {}
         return {group: grads / self.clip_factor for group, grads in self.groups.flat().items() if grads.numel()}
 
     def read(self) -> dict:
         tokens = max(int(self.tokens), 1)
-        elapsed = time.perf_counter() - self.start
+        elapsed = clock() - self.start
         nll = float(self.nll) / tokens
         return {
             "loss": float(self.loss) / self.steps,  # what is minimised: label-smoothed when that is on
@@ -70,9 +78,7 @@ class Meter:
             "p_token": math.exp(-nll),  # the mean probability per token, geometrically: 1 / ppl
             "token_acc": float(self.correct) / tokens,
             "grad_norm": float(self.grad_norm) / self.steps,
-            "group_grad_norms": dict(zip(self.groups.groups, (self.group_norms / self.steps).tolist(), strict=True))
-            if self.groups
-            else {},
+            "group_grad_norms": dict(zip(self.groups.groups, (self.group_norms / self.steps).tolist(), strict=True)),
             "clip_rate": float(self.clipped) / self.steps,
             "tokens_per_sec": tokens / elapsed,
             "sec_per_step": elapsed / self.steps,

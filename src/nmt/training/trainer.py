@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -35,6 +36,7 @@ from nmt.decoding.search import check_search
 from nmt.errors import UserError
 from nmt.evaluation import bleu_metric, evaluate_dialogue, evaluate_split, json_scores
 from nmt.models import build_model, count_parameters, describe, model_width
+from nmt.training import monitor
 from nmt.training.checkpoint import (
     copy_checkpoint,
     load_checkpoint,
@@ -173,6 +175,7 @@ class Trainer:
             )
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.gradient_groups = GradientGroups(self.model)  # after build_optimizer: frozen ones are left out
+        self.eval_seconds = 0.0  # spent in dev evaluations: left out of the epoch times
         self.progress = Progress()  # before the scheduler, which reads its training time
         self.scheduler = build_scheduler(
             cfg.optim, self.optimizer, self.total_steps, model_width(cfg.model), self._budget_spent
@@ -225,12 +228,15 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------------------------------
 
-    def _evaluate(self) -> bool:
+    def _evaluate(self, meter: Meter | None = None) -> bool:
         """Every rank evaluates its share of dev, rank 0 records the whole; True on every rank when early stopping
-        says stop."""
+        says stop. The time it takes is left out of `meter`'s training speed."""
         self.progress.last_eval_step = self.progress.step  # before last.pt is saved, which records it
-        m = self._evaluate_split("dev", self.cfg.trainer.dev_max_sentences)
-        stop = self._record_dev(m) if self.ranks.main else False
+        started = monitor.clock()
+        with meter.paused() if meter else contextlib.nullcontext():
+            m = self._evaluate_split("dev", self.cfg.trainer.dev_max_sentences)
+            stop = self._record_dev(m) if self.ranks.main else False
+        self.eval_seconds += monitor.clock() - started
         return agree(stop, self.ranks, self.device)
 
     def _record_dev(self, m: dict) -> bool:
@@ -413,7 +419,8 @@ class Trainer:
         ):
             while not stop:
                 batches = self.sampler.batches(p.epoch)
-                epoch_started, padding = time.monotonic(), self._padding_share(batches)
+                # The Meter's clock, less the dev evaluations: training time.
+                epoch_started, padding = monitor.clock() - self.eval_seconds, self._padding_share(batches)
                 # Every rank takes the same number of steps: the last few batches of an epoch may not fill one.
                 usable = p.batch_in_epoch + (len(batches) - p.batch_in_epoch) // self.per_step * self.per_step
                 for start in range(p.batch_in_epoch, usable, self.per_step):
@@ -427,7 +434,7 @@ class Trainer:
                     prof.step()
                     if p.step % tcfg.log_every == 0 and meter.steps:  # a window of only skipped steps has no figures
                         self._log_train(meter, bar)
-                    if tcfg.eval_every and p.step % tcfg.eval_every == 0 and self._evaluate():
+                    if tcfg.eval_every and p.step % tcfg.eval_every == 0 and self._evaluate(meter):
                         stop = "early stopping"
                     stop = stop or self._length_reached()
                     if agree(requests.signal is not None, self.ranks, self.device):
@@ -435,13 +442,15 @@ class Trainer:
                     if stop:
                         break
                 else:
-                    seconds = time.monotonic() - epoch_started  # wall time, not self.clock: a test may fake that one
-                    log.info("epoch %d done in %s (padding %.1f%%)", p.epoch + 1, format_eta(seconds), 100 * padding)
+                    seconds = monitor.clock() - self.eval_seconds - epoch_started
+                    log.info(
+                        "epoch %d: %s of training (padding %.1f%%)", p.epoch + 1, format_eta(seconds), 100 * padding
+                    )
                     self.writer.add_scalar("train/epoch_seconds", seconds, p.step)
                     self.writer.add_scalar("train/padding_share", padding, p.step)
                     p.epoch += 1
                     p.batch_in_epoch = 0
-                    if tcfg.eval_each_epoch and p.last_eval_step != p.step and self._evaluate():
+                    if tcfg.eval_each_epoch and p.last_eval_step != p.step and self._evaluate(meter):
                         stop = "early stopping"
                     stop = stop or self._length_reached()
             if meter.steps:  # the last, partial logging window
