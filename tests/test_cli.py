@@ -124,6 +124,16 @@ def test_bad_input_is_one_line_without_traceback(module, args, needle, tmp_path)
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_train_names_every_setting_out_of_range_in_one_line(tmp_path):
+    result = _run("train", "data=toy", "optim.lr=-1", "model.dropout=2", "trainer.log_every=0", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "nmt-train: error: optim.lr=-1.0: must be > 0; model.dropout=2.0: must be in [0, 1);"
+        " trainer.log_every=0: must be >= 1"
+    ]
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("train.log"))
+
+
 def test_train_rejects_a_typo(tmp_path):
     result = _run("train", "data=toy", "trainer.max_step=5", cwd=tmp_path)
     assert result.returncode != 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+from nmt import cli
 from nmt.cli import config_error_message
 from nmt.config import MODEL_SCHEMAS, DataConfig, OptimConfig, TeacherForcingConfig, TrainerConfig
+from nmt.errors import UserError
 from tests.conftest import ROOT, compose_config
 
 CONFIGS = Path(ROOT, "src/nmt/configs")
@@ -135,3 +138,24 @@ def _schemas():
     yield from [("trainer_schema", TrainerConfig), ("optim_schema", OptimConfig), ("data_schema", DataConfig)]
     yield ("teacher_forcing_schema", TeacherForcingConfig)
     yield from ((f"{name}_schema", schema) for name, schema in MODEL_SCHEMAS.items())
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "message"),
+    [
+        ("train", "optim.lr=-1", "optim.lr=-1.0: must be > 0"),
+        ("train", "model.dropout=2", "model.dropout=2.0: must be in [0, 1)"),
+        ("train", "trainer.log_every=0", "trainer.log_every=0: must be >= 1"),
+        ("train", "model=memory_lstm", None),
+        ("train", "model.transformer.dropout=1", "model.transformer.dropout=1.0: must be in [0, 1)"),
+        ("translate", "batch_size=0", "batch_size=0: must be >= 1"),
+        ("eval", "beam_size=-5", "beam_size=-5: must be >= 1"),
+    ],
+)
+def test_a_setting_out_of_its_range_is_an_error_naming_it(name, override, message):
+    overrides = ["model=memory_lstm", override] if override.startswith("model.transformer") else [override]
+    if message is None:
+        cli.compose_config(name, overrides)  # the memory-LSTM's nested dropouts pass at their defaults
+        return
+    with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+        cli.compose_config(name, overrides)

@@ -378,3 +378,41 @@ def model_config(cfg: Any) -> Any:
     if name not in MODEL_SCHEMAS:
         raise ValueError(f"unknown model '{name}'; known: {', '.join(MODEL_SCHEMAS)}")
     return OmegaConf.merge(OmegaConf.structured(MODEL_SCHEMAS[name]), cfg)
+
+
+def _at_least(low):
+    return (lambda v: v >= low), f">= {low}"
+
+
+_POSITIVE = (lambda v: v > 0), "> 0"
+_RATE = (lambda v: 0 <= v < 1), "in [0, 1)"
+_SEARCH = {"beam_size": _at_least(1), "nbest": _at_least(1), "batch_size": _at_least(1)}
+# Numeric settings outside of which a run would fail later with a traceback (or train nonsense), by dotted key of
+# any composed config that has them: (test, what the value must be). None (unset) always passes.
+RANGES = {
+    "optim.lr": _POSITIVE,
+    "optim.warmup_steps": _at_least(0),
+    "optim.weight_decay": _at_least(0),
+    **{f"model.{sub}dropout": _RATE for sub in ("", "transformer.", "lstm_attn.")},
+    "data.max_len": _at_least(1),
+    "trainer.label_smoothing": _RATE,
+    "trainer.max_epochs": _at_least(1),
+    "trainer.max_steps": _at_least(1),
+    "trainer.max_minutes": _POSITIVE,
+    "trainer.max_tokens": _at_least(1),
+    "trainer.eval_every": _at_least(0),  # 0 (or null): no evaluation within an epoch
+    "trainer.log_every": _at_least(1),
+    "trainer.accumulate_grad_batches": _at_least(1),
+    **{f"trainer.search.{key}": rule for key, rule in _SEARCH.items()},
+    **_SEARCH,  # nmt-eval and nmt-translate
+}
+
+
+def range_errors(cfg) -> list[str]:
+    """'key=value: must be ...' for each setting of RANGES that `cfg` holds out of its range."""
+    errors = []
+    for key, (valid, rule) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not valid(value):
+            errors.append(f"{key}={value}: must be {rule}")
+    return errors

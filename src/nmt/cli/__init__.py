@@ -10,15 +10,24 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
-from nmt.config import register_configs
+from nmt.config import range_errors, register_configs
 from nmt.errors import UserError
 
 
 def compose_config(name: str, overrides: list[str]):
-    """Compose configs/<name>.yaml with command-line overrides (validated against the schemas)."""
+    """Compose configs/<name>.yaml with command-line overrides (validated against the schemas and RANGES)."""
     register_configs()
     with initialize_config_module("nmt.configs", version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
+        cfg = compose(config_name=name, overrides=overrides)
+    check_ranges(cfg)
+    return cfg
+
+
+def check_ranges(cfg) -> None:
+    """A UserError naming every setting out of its range (config.RANGES), before any work starts."""
+    errors = range_errors(cfg)
+    if errors:
+        raise UserError("; ".join(errors))
 
 
 def _first_line(e: BaseException) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from nmt.cli import compose_config, reports_errors, reports_hydra_errors
+from nmt.cli import check_ranges, compose_config, reports_errors, reports_hydra_errors
 from nmt.config import register_configs
 from nmt.training.interrupt import TrainingInterrupted
 from nmt.training.run_state import resume_checkpoint
@@ -21,17 +21,16 @@ register_configs()
 
 @reports_errors("nmt-train")
 def resume_in_place(argv: list[str]) -> list[str]:
-    """With trainer.resume, the overrides that continue the run in its own directory, so that its train.log and
-    TensorBoard history go on where they stopped; this invocation's Hydra config goes to .hydra/resume-<time>
-    beside the original's, which stays. trainer.resume=auto becomes the checkpoint it picks."""
+    """Check the settings (keys, types, ranges) before Hydra creates a run directory; with trainer.resume, the
+    overrides that continue the run in its own directory, so that its train.log and TensorBoard history go on
+    where they stopped; this invocation's Hydra config goes to .hydra/resume-<time> beside the original's, which
+    stays. trainer.resume=auto becomes the checkpoint it picks."""
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra."))]
-    if any(a in ("-m", "--multirun") or a.startswith("hydra.run.dir=") for a in argv):
-        return argv  # a sweep, or a run directory chosen by hand: Hydra's choice stands
-    if not any(a.startswith("trainer.resume=") for a in overrides):
-        return argv
+    if any(a in ("-m", "--multirun") for a in argv):
+        return argv  # a sweep: each job checks its own settings
     cfg = compose_config("train", overrides)
-    if cfg.trainer.resume is None:
-        return argv
+    if cfg.trainer.resume is None or any(a.startswith("hydra.run.dir=") for a in argv):
+        return argv  # a fresh run, or a run directory chosen by hand: Hydra's choice stands
     last = resume_checkpoint(cfg)
     if last.parent.name != "checkpoints":
         return argv  # a checkpoint outside a run directory: a new run directory it is
@@ -44,6 +43,7 @@ def resume_in_place(argv: list[str]) -> list[str]:
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 @reports_errors("nmt-train")
 def train(cfg) -> float:
+    check_ranges(cfg)
     try:
         results = Trainer(cfg, HydraConfig.get().runtime.output_dir).fit()
     except TrainingInterrupted as stopped:
