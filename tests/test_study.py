@@ -97,6 +97,17 @@ def test_asked_for_scalars_get_a_column_and_a_plot_each(toy_cfg, tmp_path, capsy
         assert (tmp_path / "runs" / "study" / name).read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_runs_of_different_models_show_the_settings_that_differ_where_they_exist(toy_cfg, tmp_path):
+    fake_run(tmp_path / "runs" / "gru", toy_cfg("model.cell=gru", model="rnn"))
+    fake_run(tmp_path / "runs" / "lstm", toy_cfg("model.cell=lstm", model="rnn"))
+    fake_run(tmp_path / "runs" / "transformer", toy_cfg(model="transformer"))
+    study = collect([tmp_path / "runs"])
+    # Not model.d_model (the Transformer's alone) nor model.embed_dim (the same in both rnn runs).
+    assert study.setting_keys[:2] == ["model.name", "model.cell"]
+    assert "model.d_model" not in study.setting_keys and "model.embed_dim" not in study.setting_keys
+    assert [row["model.cell"] for row in study.rows] == ["gru", "lstm", None]
+
+
 def test_incomplete_runs_are_marked_with_what_they_have(toy_cfg, tmp_path, capsys):
     fake_run(tmp_path / "runs" / "finished", toy_cfg())
     fake_run(tmp_path / "runs" / "killed", toy_cfg(), results=False)

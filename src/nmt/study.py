@@ -26,7 +26,7 @@ IGNORED_PREFIXES = ("paths.", "hydra.")
 IGNORED_KEYS = {"trainer.resume", "trainer.progress_bar", "data.cache_dir"}
 DATA_KEYS = ("data.name", "data.train", "data.dev", "data.test")
 
-TAGS = ("dev/bleu", "dev/chrf", "dev/loss", "train/loss", "train/tokens_per_sec")
+TAGS = ("dev/bleu", "dev/chrf", "dev/loss", "train/loss", "train/nll", "train/tokens_per_sec")
 # An events file is a TFRecord file: per record an 8-byte length and a 4-byte checksum of it, the record, and a
 # 4-byte checksum of the record.
 RECORD_HEADER, RECORD_FOOTER = 12, 4
@@ -43,10 +43,12 @@ TABLE_NOTE = (
 PLOTS = {
     "dev_bleu_vs_step.png": (("dev/bleu",), "step"),
     "dev_bleu_vs_time.png": (("dev/bleu",), "time"),
-    "loss_vs_step.png": (("train/loss", "dev/loss"), "step"),
-    "loss_vs_time.png": (("train/loss", "dev/loss"), "time"),
+    "loss_vs_step.png": (("train/nll", "dev/loss"), "step"),
+    "loss_vs_time.png": (("train/nll", "dev/loss"), "time"),
 }
-TITLES = {("dev/bleu",): "dev BLEU", ("train/loss", "dev/loss"): "loss (train solid, dev dashed)"}
+TITLES = {("dev/bleu",): "dev BLEU", ("train/nll", "dev/loss"): "loss: NLL per token (train solid, dev dashed)"}
+# Runs from before train/nll was logged: their label-smoothed train/loss stands in.
+FALLBACK = {"train/nll": "train/loss"}
 MAX_LABEL = 48  # characters of a legend entry
 
 
@@ -192,7 +194,9 @@ def load_run(path: Path, name: str, tags=TAGS) -> Run:
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
-    """The settings whose values are not the same in every run (a key some runs lack counts), in config order."""
+    """The settings whose values differ between the runs that have them, in config order. A key that only some
+    runs have (another model's settings) is shown only where those runs differ in it: model.name already says
+    that the models differ, and their other settings would fill the table with columns of dashes."""
     configured = [run.settings for run in runs if run.settings]
     keys = list(dict.fromkeys(key for settings in configured for key in settings))
     return [
@@ -201,7 +205,7 @@ def differing_keys(runs: list[Run]) -> list[str]:
         if not key.startswith(IGNORED_PREFIXES)
         and key not in IGNORED_KEYS
         and key != "data.name"  # the table's data column, always shown
-        and len({show(s[key]) if key in s else None for s in configured}) > 1
+        and len({show(s[key]) for s in configured if key in s}) > 1
     ]
 
 
@@ -353,7 +357,7 @@ def plot(study: Study, out: Path, title: str | None = None) -> list[Path]:
         ax = fig.subplots()
         for run, label, color in zip(runs, labels, colors, strict=True):
             for tag, style in zip(tags, ("-", "--"), strict=False):
-                points = run.curves.get(tag)
+                points = run.curves.get(tag) or run.curves.get(FALLBACK.get(tag, ""))
                 if not points:
                     continue
                 xs = [p.step if axis == "step" else p.seconds / 60 for p in points]
