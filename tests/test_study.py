@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from nmt.cli import study as study_cli
-from nmt.study import PLOTS, collect, find_runs, read_curves
+from nmt.study import PLOTS, collect, find_runs, legend_labels, read_curves
 from nmt.training.trainer import Trainer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -106,6 +106,8 @@ def test_runs_of_different_models_show_the_settings_that_differ_where_they_exist
     assert study.setting_keys[:2] == ["model.name", "model.cell"]
     assert "model.d_model" not in study.setting_keys and "model.embed_dim" not in study.setting_keys
     assert [row["model.cell"] for row in study.rows] == ["gru", "lstm", None]
+    labels = legend_labels(study)
+    assert labels[0].startswith("name=rnn, cell=gru, ") and labels[1].startswith("name=rnn, cell=lstm, ")
 
 
 def test_incomplete_runs_are_marked_with_what_they_have(toy_cfg, tmp_path, capsys):

@@ -49,7 +49,7 @@ PLOTS = {
 TITLES = {("dev/bleu",): "dev BLEU", ("train/nll", "dev/loss"): "loss: NLL per token (train solid, dev dashed)"}
 # Runs from before train/nll was logged: their label-smoothed train/loss stands in.
 FALLBACK = {"train/nll": "train/loss"}
-MAX_LABEL = 48  # characters of a legend entry
+MAX_LABEL = 60  # characters of a legend entry
 
 
 @dataclass(frozen=True)
@@ -331,7 +331,10 @@ def legend_labels(study: Study) -> list[str]:
     """Each run named by the settings that differ (and its data where that differs); its name where none differ or
     two runs share the same settings."""
     keys = (["data"] if len({row["data"] for row in study.rows}) > 1 else []) + study.setting_keys
-    labels = [", ".join(f"{k}={row[k]}" for k in keys if row[k] is not None) or row["run"] for row in study.rows]
+    # A key by its last part (model.cell -> cell) where no other shown key ends the same: legends stay short.
+    ends = [key.rsplit(".", 1)[-1] for key in keys]
+    short = {key: end if ends.count(end) == 1 else key for key, end in zip(keys, ends, strict=True)}
+    labels = [", ".join(f"{short[k]}={row[k]}" for k in keys if row[k] is not None) or row["run"] for row in study.rows]
     labels = [
         f"{label} ({Path(row['run']).name})" if labels.count(label) > 1 else label
         for label, row in zip(labels, study.rows, strict=True)
