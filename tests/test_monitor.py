@@ -124,6 +124,14 @@ def test_bleu_on_chinese_targets_uses_sacrebleus_zh_tokenizer():
     assert corpus_scores(hypotheses, references)["bleu"] < 10  # 13a sees one unmatched "word"
 
 
+def test_outputs_ending_in_a_detached_period_raise_no_detokenize_warning(caplog):
+    # Tatoeba's normalisation detaches punctuation in references and outputs alike: "go now ." is its real text.
+    hypotheses, references = ["go now ."] * 120, ["va maintenant ."] * 120
+    with caplog.at_level("WARNING"):
+        scores = corpus_scores(hypotheses, references)
+    assert "detokenize" not in caplog.text and scores["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+
+
 @pytest.mark.parametrize("each_epoch", [True, False])
 def test_epoch_end_evaluations_follow_eval_each_epoch(toy_cfg, tmp_path, each_epoch):
     overrides = [*FAST, "trainer.max_tokens=4096", "trainer.eval_every=1000", f"trainer.eval_each_epoch={each_epoch}"]
