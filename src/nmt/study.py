@@ -134,40 +134,41 @@ def _records(path: Path) -> Iterator[bytes]:
         pos = end + RECORD_FOOTER
 
 
-def read_curves(tb_dir: Path, tags=TAGS) -> dict[str, list[Point]]:
-    """The scalars of `tags` in a TensorBoard directory, every events file in it in order (a resumed run writes one
-    per session); {} if it has none. Seconds count from the first event, so a resumed run's pause is included."""
-    curves: dict[str, list[Point]] = {}
-    start = None
-    for path in sorted(tb_dir.glob("events.out.tfevents.*")):  # the names start with the creation time
+def _events(tb_dir: Path) -> Iterator[event_pb2.Event]:
+    """The events of every events file in a TensorBoard directory, in order (a resumed run writes one per session;
+    the names start with the creation time); a damaged record ends its file, what came before it still counts."""
+    for path in sorted(tb_dir.glob("events.out.tfevents.*")):
         for record in _records(path):
             try:
-                event = event_pb2.Event.FromString(record)
-            except DecodeError:  # damaged: what came before it still counts
+                yield event_pb2.Event.FromString(record)
+            except DecodeError:
                 break
-            start = event.wall_time if start is None else start
-            for value in event.summary.value:
-                if value.tag in tags and value.HasField("simple_value"):
-                    points = curves.setdefault(value.tag, [])
-                    # A resumed run logs again from its last checkpoint: the later session's points replace those.
-                    while points and points[-1].step >= event.step:
-                        points.pop()
-                    points.append(Point(event.step, event.wall_time - start, value.simple_value))
+
+
+def read_curves(tb_dir: Path, tags=TAGS) -> dict[str, list[Point]]:
+    """The scalars of `tags` in a TensorBoard directory; {} if it has none. Seconds count from the first event, so
+    a resumed run's pause is included."""
+    curves: dict[str, list[Point]] = {}
+    start = None
+    for event in _events(tb_dir):
+        start = event.wall_time if start is None else start
+        for value in event.summary.value:
+            if value.tag in tags and value.HasField("simple_value"):
+                points = curves.setdefault(value.tag, [])
+                # A resumed run logs again from its last checkpoint: the later session's points replace those.
+                while points and points[-1].step >= event.step:
+                    points.pop()
+                points.append(Point(event.step, event.wall_time - start, value.simple_value))
     return curves
 
 
 def last_image(tb_dir: Path, tag: str) -> bytes | None:
     """The encoded image (PNG) of the last image event of `tag` in a TensorBoard directory, if any."""
     image = None
-    for path in sorted(tb_dir.glob("events.out.tfevents.*")):
-        for record in _records(path):
-            try:
-                event = event_pb2.Event.FromString(record)
-            except DecodeError:
-                break
-            for value in event.summary.value:
-                if value.tag == tag and value.HasField("image"):
-                    image = value.image.encoded_image_string
+    for event in _events(tb_dir):
+        for value in event.summary.value:
+            if value.tag == tag and value.HasField("image"):
+                image = value.image.encoded_image_string
     return image
 
 

@@ -30,9 +30,10 @@ class GradientGroups:
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.names = [name for name, _ in named]
         self.params = [p for _, p in named]
-        self.groups = list(dict.fromkeys(gradient_group(name) for name in self.names))
+        self._group_of = [gradient_group(name) for name in self.names]  # per parameter
+        self.groups = list(dict.fromkeys(self._group_of))
         position = {group: i for i, group in enumerate(self.groups)}
-        self._index = torch.tensor([position[gradient_group(name)] for name in self.names], dtype=torch.long)
+        self._index = torch.tensor([position[group] for group in self._group_of], dtype=torch.long)
 
     def norms(self) -> torch.Tensor:
         """(groups,) float32 L2 norm of each group's current gradients; a group no gradient reached has norm 0, so
@@ -52,9 +53,9 @@ class GradientGroups:
     def flat(self) -> dict[str, torch.Tensor]:
         """Each group's current gradients flattened into one float32 tensor (empty where none reached it)."""
         parts: dict[str, list[torch.Tensor]] = {group: [] for group in self.groups}
-        for name, p in zip(self.names, self.params, strict=True):
+        for group, p in zip(self._group_of, self.params, strict=True):
             if p.grad is not None:
-                parts[gradient_group(name)].append(p.grad.detach().float().flatten())
+                parts[group].append(p.grad.detach().float().flatten())
         return {group: torch.cat(grads) if grads else torch.zeros(0) for group, grads in parts.items()}
 
     def without_gradient(self) -> list[str]:
