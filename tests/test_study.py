@@ -16,6 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from nmt.cli import study as study_cli
 from nmt.study import PLOTS, collect, find_runs, legend_labels, read_curves
 from nmt.training.trainer import Trainer
+from tests.test_bad_input import run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # step -> dev BLEU: the best (9.0 at step 20) is not the last.
@@ -215,3 +216,38 @@ def test_a_study_of_two_real_runs(toy_cfg, tmp_path, capsys, one_thread):
     assert heatmap.startswith(PNG_SIGNATURE) and heatmap == tensorboard.Images("attention/0")[-1].encoded_image_string
     assert (tmp_path / "outputs" / "study" / "attention_0-b.png").is_file()
     assert "| a | ok | toy | 0.001 |" in out
+
+
+@pytest.mark.parametrize(
+    "argv, overrides, name",
+    [
+        # The swept keys name the job; the fixed ones are the same for every job of the sweep.
+        (["-m", "data=toy", "optim.lr=1e-3,2e-3"], ["data=toy", "optim.lr=2e-3"], "1-optim.lr=2e-3"),
+        (["-m", "seed=range(3)", "model=rnn,gru"], ["seed=2", "model=gru"], "1-seed=2,model=gru"),
+        # No sweep on this command line (a launcher running the job elsewhere): every override, paths left out.
+        ([], ["+data.train=/a/b.tsv", "paths.log_dir=/x", "optim.lr=1"], "1-data.train=_a_b.tsv,optim.lr=1"),
+        ([], ["trainer.progress_bar=false"], "1-rnn-toy"),
+    ],
+)
+def test_sweep_jobs_are_named_by_the_values_they_sweep(monkeypatch, argv, overrides, name):
+    from nmt.config import sweep_job_name
+
+    monkeypatch.setattr("sys.argv", ["nmt-train", *argv])
+    assert sweep_job_name(1, overrides, "rnn", "toy") == name
+
+
+def test_a_real_sweep_names_its_jobs_and_ends_with_their_table(tmp_path):
+    sweep = tmp_path / "sweep"
+    tiny = [
+        "model=rnn",
+        "model.embed_dim=8",
+        "model.hidden_size=8",
+        "trainer.max_steps=2",
+        "trainer.progress_bar=false",
+    ]
+    where = [f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={sweep}"]
+    status, out, err = run_cli("train", ["-m", "data=toy", *tiny, "optim.lr=1e-3,2e-3", *where], tmp_path)
+    assert status == 0, err
+    assert sorted(p.name for p in sweep.iterdir()) == ["0-optim.lr=0.001", "1-optim.lr=0.002", "multirun.yaml", "study"]
+    assert "the sweep's 2 runs" in out and "| 1-optim.lr=0.002 | ok | toy | 0.002 |" in out
+    assert (sweep / "study" / "table.md").read_text() in out and (sweep / "study" / "dev_bleu_vs_step.png").is_file()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import MISSING, OmegaConf
 
 
@@ -352,9 +355,37 @@ MODEL_SCHEMAS = {
 }
 
 
+# Overrides that say where a run lives or how it shows progress, not what it trains: never in sweep job names.
+_NOT_NAMED = ("hydra.", "paths.", "trainer.progress_bar", "trainer.resume")
+
+
+def swept_keys(argv: list[str]) -> set[str]:
+    """The keys that a command line's overrides sweep (`optim.lr=1e-3,5e-4`, `seed=range(3)`)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and not a.startswith("-")])
+    except HydraException:
+        return set()
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
+
+
+def sweep_job_name(num: int, overrides: list[str], model: str, data: str, width: int = 120) -> str:
+    """A sweep job's directory name: its number and the values it sweeps (`2-optim.lr=5e-4,teacher_forcing.ratio=0.9`)
+    so that `ls` tells the runs apart. The swept keys are read off this process's command line; where the job runs
+    elsewhere (another launcher), all its overrides name it; `2-<model>-<data>` with none. Path separators become
+    '_' and the name is cut to `width` characters (file systems allow 255)."""
+    keyed = [(o.lstrip("+~").partition("=")[0], o.lstrip("+~")) for o in overrides]
+    keyed = [(key, o) for key, o in keyed if not key.startswith(_NOT_NAMED)]
+    swept = swept_keys(sys.argv[1:])
+    named = [o for key, o in keyed if key in swept] or [o for _, o in keyed]
+    if not named:
+        return f"{num}-{model}-{data}"
+    return f"{num}-{','.join(named)}".replace(os.sep, "_").replace("/", "_")[:width]
+
+
 def register_configs() -> None:
     """Store the schemas so that config files can name them in their defaults lists."""
     OmegaConf.register_new_resolver("nmt_root", lambda: str(project_root()), replace=True)
+    OmegaConf.register_new_resolver("nmt_sweep_job", sweep_job_name, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="preprocess_schema", node=PreprocessConfig)

@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 
 from nmt.cli import check_ranges, compose_config, reports_errors, reports_hydra_errors
 from nmt.config import register_configs
+from nmt.errors import UserError
+from nmt.study import collect, write_study
 from nmt.training.interrupt import TrainingInterrupted
 from nmt.training.run_state import resume_checkpoint
 from nmt.training.trainer import Trainer
@@ -50,6 +54,24 @@ def train(cfg) -> float:
         print(f"nmt-train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     return results["dev"]["bleu"] if results else None  # what a Hydra sweeper optimises (rank 0 has the results)
+
+
+class SweepTable(Callback):
+    """When a sweep's jobs are done: nmt-study's table and plots of its runs, in <sweep dir>/study and on the
+    console (configs/train.yaml names this callback)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        try:
+            study = collect([sweep])
+            _, table = write_study(study, sweep / "study")
+        except UserError as e:
+            print(f"nmt-train: no sweep table: {e}", file=sys.stderr)
+            return
+        for warning in study.warnings:
+            print(f"nmt-train: warning: {warning}", file=sys.stderr)
+        print(f"\nnmt-train: the sweep's {len(study.rows)} runs (also in {sweep / 'study'}, with plots):")
+        print(table, end="")
 
 
 def main() -> None:
