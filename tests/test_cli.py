@@ -158,3 +158,54 @@ def test_a_checkpoint_alone_serves_eval_and_translate(name, toy_cfg, tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all(len(line.split("\t")) == 2 for line in lines)
     assert float(lines[0].split("\t")[0]) >= float(lines[1].split("\t")[0])
+
+
+# Every command but nmt-train (Hydra's own flags; below) and nmt-study (argparse: test_study.py), with the name of
+# a setting its --help lists and its --cfg prints.
+COMMANDS = {
+    "nmt-eval": ("evaluate", "beam_size: 5"),
+    "nmt-translate": ("translate", "beam_size: 5"),
+    "nmt-doctor": ("doctor", "max_epochs: 10"),
+    "nmt-average": ("average", "pattern: step-*.pt"),
+    "nmt-export": ("export", "max_shard_mb: 1000.0"),
+    "nmt-preprocess": ("preprocess", "workers: null"),
+    "nmt-data-stats": ("data_stats", "vocab_sizes:"),
+}
+
+
+def _exit(main, argv, capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+@pytest.mark.parametrize("program", sorted(COMMANDS))
+def test_every_command_has_help_and_cfg_and_refuses_unknown_options_in_one_line(program, capsys):
+    import importlib
+
+    module, setting = COMMANDS[program]
+    main = importlib.import_module(f"nmt.cli.{module}").main
+    status, out, _ = _exit(main, ["--help"], capsys)
+    assert status == 0 and out.startswith(f"usage: {program} [--help] [--cfg]") and setting in out
+    status, out, _ = _exit(main, ["--cfg"], capsys)
+    assert status == 0 and setting in out and "usage" not in out
+    for flag in ("--beam", "-x"):  # nmt-translate took them for text to translate
+        status, out, err = _exit(main, ["ckpt=/nowhere", flag, "5"], capsys)
+        assert status == 2 and out == ""
+        assert err == f"{program}: error: unknown option {flag}: settings are key=value words (see {program} --help)\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "expected"),
+    [
+        (["--help"], 0, "== Configuration groups =="),
+        (["--cfg", "job", "data=toy"], 0, "name: toy"),
+        (["--beam=5", "data=toy"], 2, "nmt-train: error: unknown option --beam: settings are key=value words"),
+        (["-m", "--cfg", "job"], 2, "nmt-train: error: --cfg and -m do not go together: use one of them"),
+    ],
+)
+def test_train_help_cfg_and_bad_options(args, status, expected, tmp_path):
+    result = _run("train", *args, cwd=tmp_path)
+    assert result.returncode == status and expected in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and (status == 0 or len(result.stderr.splitlines()) == 1)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from nmt.config import range_errors, register_configs
@@ -28,6 +30,38 @@ def check_ranges(cfg) -> None:
     errors = range_errors(cfg)
     if errors:
         raise UserError("; ".join(errors))
+
+
+# A word that is an option (-x, --x) rather than a setting (key=value) or text to translate ("-5 degrees" is text).
+OPTION = re.compile(r"^--?[A-Za-z]")
+
+
+def command_line(program: str, doc: str, argv: list[str], config: str | None, usage: str = "[key=value ...]"):
+    """The words of a command line other than options; `--help` prints the usage, `doc` and the settings of
+    configs/<config>.yaml with their defaults, `--cfg` the config these words compose (both then exit 0). Any
+    other -x/--x is a UserError: every setting is key=value."""
+    options = [a for a in argv if OPTION.match(a)]
+    if "-h" in options or "--help" in options:
+        print(f"usage: {program} [--help] [--cfg] {usage}\n\n{doc.strip()}")
+        if config is not None:
+            defaults = OmegaConf.to_yaml(compose_config(config, []), resolve=False)
+            print("\nsettings (key=value; defaults shown, ??? must be given):\n" + _indent(defaults), end="")
+        raise SystemExit(0)
+    unknown = [o for o in options if o != "--cfg"]
+    if unknown:
+        raise UserError(f"unknown option {unknown[0]}: settings are key=value words (see {program} --help)")
+    words = [a for a in argv if a not in options]
+    if "--cfg" in options:
+        if config is None:
+            raise UserError(f"{program} has no config of its own to show (--cfg)")
+        cfg = compose_config(config, [w for w in words if "=" in w])
+        print(OmegaConf.to_yaml(cfg), end="")
+        raise SystemExit(0)
+    return words
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())
 
 
 def _first_line(e: BaseException) -> str:

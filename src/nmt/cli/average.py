@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import command_line, compose_config, reports_errors
 from nmt.errors import UserError
 from nmt.training.average import average_checkpoints, newest_checkpoints
 from nmt.training.checkpoint import resolve_checkpoint, save_checkpoint
@@ -33,7 +33,11 @@ def average(cfg) -> Path:
 
 @reports_errors("nmt-average")
 def main(argv: list[str] | None = None) -> None:
-    average(compose_config("average", sys.argv[1:] if argv is None else argv))
+    average(
+        compose_config(
+            "average", command_line("nmt-average", __doc__, sys.argv[1:] if argv is None else argv, "average")
+        )
+    )
 
 
 if __name__ == "__main__":

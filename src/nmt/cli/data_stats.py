@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import command_line, compose_config, reports_errors
 from nmt.data.stats import CorpusStats, VocabRow, corpus_stats
 
 
@@ -95,7 +95,9 @@ def format_stats(stats: CorpusStats) -> str:
 @reports_errors("nmt-data-stats")
 def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
-    cfg = compose_config("data_stats", sys.argv[1:] if argv is None else argv)
+    cfg = compose_config(
+        "data_stats", command_line("nmt-data-stats", __doc__, sys.argv[1:] if argv is None else argv, "data_stats")
+    )
     report = format_stats(corpus_stats(cfg, log=_log)) + "\n"
     print(report, end="")
     if cfg.out:

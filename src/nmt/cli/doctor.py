@@ -10,7 +10,7 @@ import textwrap
 import torch
 from omegaconf import OmegaConf
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import command_line, compose_config, reports_errors
 from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import TokenBatchSampler, collate, prepare_data
 from nmt.models import build_model, model_width
@@ -104,7 +104,8 @@ def format_table(checks: list[Check], width: int = TABLE_WIDTH) -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     specs = [a.split("=", 1)[1] for a in argv if a.startswith("ckpt=")]
-    overrides = [a for a in argv if not a.startswith("ckpt=")]
+    usage = "[ckpt=<run or checkpoint>] [nmt-train's key=value ...]"
+    overrides = command_line("nmt-doctor", __doc__, [a for a in argv if not a.startswith("ckpt=")], "train", usage)
     if specs:
         cfg, ckpt = checkpoint_config(specs[-1], overrides)
         checks = run_checks(cfg, ckpt, specs[-1])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import command_line, compose_config, reports_errors
 from nmt.config import DataConfig
 from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import PreparedData, encode_corpus, make_normalizer, read_lines, read_splits
@@ -151,7 +151,7 @@ def evaluate(cfg) -> dict:
 
 @reports_errors("nmt-eval")
 def main(argv: list[str] | None = None) -> None:
-    evaluate(compose_config("eval", sys.argv[1:] if argv is None else argv))
+    evaluate(compose_config("eval", command_line("nmt-eval", __doc__, sys.argv[1:] if argv is None else argv, "eval")))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import command_line, compose_config, reports_errors
 from nmt.errors import UserError
 from nmt.training.checkpoint import resolve_checkpoint
 from nmt.training.export import export_safetensors
@@ -34,7 +34,9 @@ def export(cfg) -> list[Path]:
 
 @reports_errors("nmt-export")
 def main(argv: list[str] | None = None) -> None:
-    export(compose_config("export", sys.argv[1:] if argv is None else argv))
+    export(
+        compose_config("export", command_line("nmt-export", __doc__, sys.argv[1:] if argv is None else argv, "export"))
+    )
 
 
 if __name__ == "__main__":

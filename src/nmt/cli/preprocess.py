@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import command_line, compose_config, reports_errors
 from nmt.data import binarized_dir, prepare_data
 from nmt.errors import UserError
 
@@ -29,7 +29,11 @@ def preprocess(cfg):
 
 @reports_errors("nmt-preprocess")
 def main(argv: list[str] | None = None) -> None:
-    preprocess(compose_config("preprocess", sys.argv[1:] if argv is None else argv))
+    preprocess(
+        compose_config(
+            "preprocess", command_line("nmt-preprocess", __doc__, sys.argv[1:] if argv is None else argv, "preprocess")
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 
-from nmt.cli import check_ranges, compose_config, reports_errors, reports_hydra_errors
+from nmt.cli import OPTION, check_ranges, compose_config, reports_errors, reports_hydra_errors
 from nmt.config import register_configs
 from nmt.errors import UserError
 from nmt.study import collect, write_study
@@ -22,6 +22,25 @@ from nmt.training.trainer import Trainer
 
 register_configs()
 
+# Hydra's own flags, which nmt-train takes as they are (nmt-train --help lists them).
+HYDRA_OPTIONS = {
+    *("-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p", "--package", "-i", "--info"),
+    *("-m", "--multirun", "-r", "--run", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir"),
+    *("-sc", "--shell-completion", "--experimental-rerun"),
+}
+_MODES = {"-m": "-m", "--multirun": "-m", "-c": "--cfg", "--cfg": "--cfg", "-i": "--info", "--info": "--info"}
+
+
+def check_options(argv: list[str]) -> None:
+    """One line, instead of argparse's usage block or Hydra's traceback, for an unknown -x/--x or two modes."""
+    options = [a.partition("=")[0] for a in argv if OPTION.match(a)]
+    unknown = [o for o in options if o not in HYDRA_OPTIONS]
+    if unknown:
+        raise UserError(f"unknown option {unknown[0]}: settings are key=value words (see nmt-train --help)")
+    modes = sorted({_MODES[o] for o in options if o in _MODES})
+    if len(modes) > 1:
+        raise UserError(f"{' and '.join(modes)} do not go together: use one of them")
+
 
 @reports_errors("nmt-train")
 def resume_in_place(argv: list[str]) -> list[str]:
@@ -29,6 +48,7 @@ def resume_in_place(argv: list[str]) -> list[str]:
     overrides that continue the run in its own directory, so that its train.log and TensorBoard history go on
     where they stopped; this invocation's Hydra config goes to .hydra/resume-<time> beside the original's, which
     stays. trainer.resume=auto becomes the checkpoint it picks."""
+    check_options(argv)
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra."))]
     if any(a in ("-m", "--multirun") for a in argv):
         return argv  # a sweep: each job checks its own settings

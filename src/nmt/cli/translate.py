@@ -7,7 +7,7 @@ import io
 import re
 import sys
 
-from nmt.cli import compose_config, reports_errors
+from nmt.cli import command_line, compose_config, reports_errors
 from nmt.cpu_kernels import use_cpu_kernels
 from nmt.data import make_normalizer
 from nmt.decoding import translate_texts
@@ -118,7 +118,10 @@ def _chat(model, tokenizer, run_cfg, cfg, device, text: str) -> None:
 
 @reports_errors("nmt-translate")
 def main(argv: list[str] | None = None) -> None:
-    overrides, text = split_arguments(sys.argv[1:] if argv is None else argv)
+    words = command_line(
+        "nmt-translate", __doc__, sys.argv[1:] if argv is None else argv, "translate", "[key=value ...] [text ...]"
+    )
+    overrides, text = split_arguments(words)
     cfg = compose_config("translate", overrides)
     check_search(cfg)
     path = resolve_checkpoint(cfg.ckpt, "best.pt") if cfg.ckpt else newest_checkpoint(cfg.paths.log_dir)
