@@ -41,10 +41,12 @@ RUN = [
 
 
 def _start(run_dir: Path, *overrides: str) -> subprocess.Popen:
-    """nmt-train in a subprocess; Hydra writes train.log into run_dir, which the tests watch."""
-    command = [sys.executable, "-m", "nmt.cli.train", *RUN, *overrides]
-    if not any(o.startswith("trainer.resume=") for o in overrides):
-        command.append(f"hydra.run.dir={run_dir}")
+    """nmt-train in a subprocess; Hydra writes train.log into run_dir, which the tests watch. A resume is the
+    command a stopped run prints, `nmt-train trainer.resume=<run>`: the run's own settings are re-applied."""
+    if any(o.startswith("trainer.resume=") for o in overrides):
+        command = [sys.executable, "-m", "nmt.cli.train", *overrides]
+    else:
+        command = [sys.executable, "-m", "nmt.cli.train", *RUN, *overrides, f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -125,7 +127,7 @@ def test_sigterm_saves_last_pt_says_how_to_resume_and_the_resume_is_exact(uninte
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     stopped_at = int(re.search(r"SIGTERM at step (\d+)", stderr).group(1))
-    assert f"trainer.resume={run_dir}" in stderr and "Traceback" not in stderr
+    assert f"resume: nmt-train trainer.resume={run_dir}\n" in stderr and "Traceback" not in stderr
     assert 15 <= stopped_at < STEPS
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert last["train_state"]["progress"]["step"] == stopped_at, "last.pt holds the step that finished"

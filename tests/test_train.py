@@ -188,8 +188,26 @@ def test_resume_refuses_a_different_model(toy_cfg, tmp_path):
     from nmt.training.checkpoint import CheckpointError
 
     _train(toy_cfg(*FAST, "trainer.max_steps=3"), tmp_path / "a")
-    with pytest.raises(CheckpointError, match="another model config"):
+    with pytest.raises(CheckpointError, match=r"another model config \(model.hidden_size: 64 -> 32: checkpoint"):
         Trainer(toy_cfg(*FAST, "model.hidden_size=32", f"trainer.resume={tmp_path / 'a'}"), tmp_path / "b")
+
+
+def test_resume_applies_a_new_learning_rate_and_optimizer_and_says_so(toy_cfg, tmp_path, caplog):
+    caplog.set_level("INFO", logger="nmt.train")
+    _train(toy_cfg(*FAST, "trainer.max_steps=4", "optim.lr=3e-3"), tmp_path / "a")
+    resume = [*FAST, "trainer.max_steps=8", f"trainer.resume={tmp_path / 'a'}"]
+    same = Trainer(toy_cfg(*resume, "optim.lr=3e-3"), tmp_path / "same")
+    slower = Trainer(toy_cfg(*resume, "optim.lr=3e-6"), tmp_path / "slower")
+    assert "optim.lr: 0.003 -> 3e-06" in caplog.text and "trainer.max_steps: 4 -> 8" in caplog.text
+    for trainer, lr in ((same, 3e-3), (slower, 3e-6)):
+        group = trainer.optimizer.param_groups[0]
+        assert group["lr"] == pytest.approx(lr * 5 / 50) and trainer.scheduler.get_last_lr() == [group["lr"]]
+        assert trainer.optimizer.state, "Adam's moments carry over"
+    # Another optimizer: its own fresh state, not Adam's moments (which crashed SGD's first step).
+    caplog.clear()
+    sgd = Trainer(toy_cfg(*resume, "optim=sgd", "optim.lr=3e-3"), tmp_path / "sgd")
+    assert not sgd.optimizer.state and "the sgd optimizer starts from a fresh state" in caplog.text
+    assert sgd.fit()["steps"] == 8
 
 
 def test_evaluation_batches_hold_no_more_sentences_than_training_batches(toy_cfg, tmp_path, monkeypatch):

@@ -403,6 +403,17 @@ def register_configs() -> None:
         cs.store(group="model", name=f"{name}_schema", node=schema)
 
 
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dicts (a config as a container) as {"a.b.c": leaf}; lists and empty dicts are leaves."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def model_config(cfg: Any) -> Any:
     """Re-validate a model config (e.g. one read from a checkpoint) against its schema."""
     name = cfg["name"]

@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from omegaconf import OmegaConf
 from tensorboard.compat.proto import event_pb2
 
+from nmt.config import flatten
 from nmt.errors import UserError
 
 CONFIG = Path(".hydra") / "config.yaml"
@@ -104,17 +105,6 @@ def find_runs(path: Path) -> list[Path]:
     if not runs:
         raise UserError(f"{path}: no runs in it (no .hydra/config.yaml at any depth) — {EXPECTED}")
     return runs
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    """Nested dicts as {"a.b.c": leaf}; lists and empty dicts are leaves."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _records(path: Path) -> Iterator[bytes]:

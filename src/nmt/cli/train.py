@@ -11,6 +11,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from nmt.cli import OPTION, check_ranges, compose_config, reports_errors, reports_hydra_errors
 from nmt.config import register_configs
@@ -44,10 +45,11 @@ def check_options(argv: list[str]) -> None:
 
 @reports_errors("nmt-train")
 def resume_in_place(argv: list[str]) -> list[str]:
-    """Check the settings (keys, types, ranges) before Hydra creates a run directory; with trainer.resume, the
-    overrides that continue the run in its own directory, so that its train.log and TensorBoard history go on
-    where they stopped; this invocation's Hydra config goes to .hydra/resume-<time> beside the original's, which
-    stays. trainer.resume=auto becomes the checkpoint it picks."""
+    """Check the options and settings (keys, types, ranges) before Hydra creates a run directory. With
+    trainer.resume: the run's own overrides (those given now win) and those that continue the run in its own
+    directory, so that its train.log and TensorBoard history go on where they stopped; this invocation's Hydra
+    config goes to .hydra/resume-<time> beside the original's, which stays. trainer.resume=auto becomes the
+    checkpoint it picks."""
     check_options(argv)
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra."))]
     if any(a in ("-m", "--multirun") for a in argv):
@@ -58,9 +60,29 @@ def resume_in_place(argv: list[str]) -> list[str]:
     last = resume_checkpoint(cfg)
     if last.parent.name != "checkpoints":
         return argv  # a checkpoint outside a run directory: a new run directory it is
+    run_dir = last.parent.parent
+    given = {_key(a) for a in overrides}
+    kept = [o for o in saved_overrides(run_dir) if _key(o) not in given]
+    if kept:
+        print(f"nmt-train: resuming {run_dir} with its own settings: {' '.join(kept)}", file=sys.stderr)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     argv = [f"trainer.resume={last}" if a.startswith("trainer.resume=") else a for a in argv]
-    return [*argv, f"hydra.run.dir={last.parent.parent}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+    return [*kept, *argv, f"hydra.run.dir={run_dir}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").partition("=")[0]
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The overrides a run was started (or last resumed) with, from its .hydra/ (or newest .hydra/resume-*/)
+    overrides.yaml: resuming re-applies them, so that `nmt-train trainer.resume=<run>` continues that run as it
+    was configured. None where the run directory holds no Hydra record."""
+    records = sorted((run_dir / ".hydra").glob("resume-*/overrides.yaml")) or [run_dir / ".hydra" / "overrides.yaml"]
+    if not records[-1].is_file():
+        return []
+    saved = OmegaConf.load(records[-1])
+    return [o for o in saved if not _key(o).startswith(("trainer.resume", "hydra."))]
 
 
 @reports_hydra_errors("nmt-train")

@@ -9,7 +9,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from nmt.config import flatten
 from nmt.training.checkpoint import CheckpointError, newest_resumable, resolve_checkpoint
+
+# Where a run lives and which checkpoint it resumes change with every resume without changing what is trained.
+_NOT_SETTINGS = ("paths.", "data.cache_dir", "trainer.resume")
 
 
 @dataclass
@@ -39,14 +43,29 @@ def train_state(optimizer, scheduler, progress: Progress) -> dict:
     }
 
 
+def changed_settings(saved: dict, cfg) -> dict[str, tuple]:
+    """{dotted key: (value in the checkpoint's config `saved`, value now)} for each setting that differs."""
+    theirs, ours = flatten(saved), flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    keys = sorted(
+        (theirs.keys() | ours.keys()) - {k for k in theirs.keys() | ours.keys() if k.startswith(_NOT_SETTINGS)}
+    )
+    return {k: (theirs.get(k), ours.get(k)) for k in keys if theirs.get(k) != ours.get(k)}
+
+
+def describe_changes(changes: dict[str, tuple]) -> str:
+    """'key: old -> new' for each change, comma-separated."""
+    return ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changes.items())
+
+
 def check_same_setup(path, ckpt: dict, cfg, tokenizer, resuming: bool) -> None:
     """Refuse a checkpoint whose vocabulary (or, when resuming, model config) differs from this run's."""
-    if resuming and ckpt["config"]["model"] != OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True):
-        theirs, ours = ckpt["config"]["model"].get("name"), cfg.model.name
-        raise CheckpointError(
-            f"{path}: trained with another model config (checkpoint: {theirs}, this run: {ours}) — resume with"
-            " the same model=... options"
-        )
+    if resuming:
+        model_changes = {k: v for k, v in changed_settings(ckpt["config"], cfg).items() if k.startswith("model.")}
+        if model_changes:
+            raise CheckpointError(
+                f"{path}: trained with another model config ({describe_changes(model_changes)}: checkpoint -> this"
+                " run) — resume with the same model settings"
+            )
     if ckpt["tokenizer"] != tokenizer.state():
         raise CheckpointError(f"{path}: its vocabulary differs from this data config's — use the same data")
 
@@ -62,18 +81,29 @@ def load_weights(path, model, ckpt: dict) -> None:
         ) from None
 
 
-def restore_train_state(path, ckpt: dict, optimizer, scheduler) -> Progress:
-    """Put optimizer, schedule and RNGs back as last.pt recorded them; returns its Progress."""
+def restore_train_state(path, ckpt: dict, optimizer, scheduler, fresh_optimizer: bool = False) -> Progress:
+    """Put the optimizer's state, the schedule's position and the RNGs back as last.pt recorded them; returns its
+    Progress. The optimizer's and schedule's settings stay this run's (optim.lr, betas, weight decay, ...: the
+    same as the checkpoint's unless changed on resuming); `fresh_optimizer` (another optim.name) keeps no state."""
     if "train_state" not in ckpt:
         raise CheckpointError(f"{path}: holds weights only, no training state — resume from last.pt")
     state = ckpt["train_state"]
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-    except ValueError:
-        raise CheckpointError(
-            f"{path}: its optimizer state has other parameter groups — resume with the same optim.param_groups"
-        ) from None
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    if not fresh_optimizer:
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError:
+            raise CheckpointError(
+                f"{path}: its optimizer state has other parameter groups — resume with the same optim.param_groups"
+            ) from None
+        for group, own in zip(optimizer.param_groups, settings, strict=True):
+            group.update(own)
+    base_lrs = list(scheduler.base_lrs)
     scheduler.load_state_dict(state["scheduler"])
+    scheduler.base_lrs = base_lrs
+    for group, base, factor in zip(optimizer.param_groups, base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)  # what the schedule gives at this step with these lrs
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
     try:
         progress = Progress(**state["progress"])
     except TypeError:

@@ -74,7 +74,9 @@ from nmt.training.monitor import (
 from nmt.training.optim import build_optimizer, build_scheduler, clip_gradients, describe_param_groups
 from nmt.training.run_state import (
     Progress,
+    changed_settings,
     check_same_setup,
+    describe_changes,
     load_weights,
     restore_train_state,
     resume_checkpoint,
@@ -212,7 +214,16 @@ class Trainer:
         if self.kernels:
             self.kernels = keep_measured_choice(self.model, self.kernels, ckpt.get("kernels"))
         load_weights(path, self.model, ckpt)
-        self.progress = restore_train_state(path, ckpt, self.optimizer, self.scheduler)
+        changes = changed_settings(ckpt["config"], self.cfg)
+        if changes:
+            log.info(
+                "resuming with settings changed since the checkpoint (they apply from here): %s",
+                describe_changes(changes),
+            )
+        fresh_optimizer = "optim.name" in changes
+        if fresh_optimizer:
+            log.info("optim.name changed: the %s optimizer starts from a fresh state", self.cfg.optim.name)
+        self.progress = restore_train_state(path, ckpt, self.optimizer, self.scheduler, fresh_optimizer)
         if (path.parent / "best.pt").is_file() and path.parent != self.ckpt_dir:
             copy_checkpoint(path.parent / "best.pt", self.ckpt_dir / "best.pt")  # this run holds its best so far
         log.info("resumed from %s at step %d (epoch %d)", path, self.progress.step, self.progress.epoch + 1)
